@@ -1,0 +1,142 @@
+"""The ``llmrec`` command: one entry point, a small function per subcommand.
+
+Heavy libraries are imported inside the subcommands so that ``llmrec --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmrec import __version__
+from llmrec.errors import LlmrecError
+from llmrec.prompts import TASKS
+
+
+def _mapping(text: str) -> dict[str, str]:
+    """Parse ``role=column,role=column``."""
+    pairs = [p for p in text.split(",") if p.strip()]
+    out = {}
+    for pair in pairs:
+        role, sep, column = pair.partition("=")
+        if not sep or not role.strip() or not column.strip():
+            raise argparse.ArgumentTypeError(f"expected ROLE=COLUMN, got {pair!r}")
+        out[role.strip()] = column.strip()
+    return out
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    from llmrec.data import EMBEDDED, FORMATS
+
+    p = sub.add_parser(
+        "prepare",
+        help="clean, split and render a data set into training/evaluation files",
+        description="Load interaction logs, clean them, split them leave-one-out per user and write "
+        "catalog.parquet, interactions.parquet, SFT datasets (sft/TASK) and manifest.json.",
+    )
+    p.add_argument("--data", default=EMBEDDED, help=f"data set name or path (default: the embedded {EMBEDDED})")
+    p.add_argument("--out", required=True, type=Path, help="output folder (written whole or not at all)")
+    p.add_argument("--format", choices=FORMATS, help="force a loader instead of detecting one")
+    p.add_argument("--columns", type=_mapping, help="CSV/JSONL/Parquet: ROLE=COLUMN,... e.g. user=uid,item=sku")
+    p.add_argument("--items", help="CSV/JSONL/Parquet: a separate items table (item, title, genres, ...)")
+    p.add_argument("--model", help="model whose tokenizer renders prompts (default: embedded SmolLM2-135M)")
+    p.add_argument("--prompts", type=Path, help="folder of TASK.yaml templates overriding the shipped ones")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to build (default: all)")
+    p.add_argument("--max-history", type=int, default=20, help="newest history items per prompt (default: 20)")
+    p.add_argument("--max-length", type=int, default=512, help="token budget of prompt + answer (default: 512)")
+    p.add_argument("--train-targets-per-user", type=int, default=10, help="train targets per user, 0 = all")
+    p.add_argument("--negatives-per-positive", type=int, default=1, help="yes_no sampled negatives per liked")
+    p.add_argument("--rank-candidates", type=int, default=10, help="rank: candidates per prompt (2-20)")
+    p.add_argument("--like-threshold", type=float, default=4.0, help="rating >= this is liked (default: 4.0)")
+    p.add_argument("--min-user-interactions", type=int, default=0, help="user k-core (default: off)")
+    p.add_argument("--min-item-interactions", type=int, default=0, help="item k-core (default: off)")
+    p.add_argument("--item-noun", help="what an item is called in prompts (default from the data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of negative sampling (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--examples", type=int, default=0, metavar="N", help="print N rendered samples per task")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Run ``llmrec prepare``."""
+    from llmrec.data.clean import CleanOptions
+    from llmrec.prepare import PrepareOptions, prepare
+    from llmrec.samples import SampleOptions
+
+    options = PrepareOptions(
+        out=args.out,
+        data=args.data,
+        format=args.format,
+        columns=args.columns,
+        items=args.items,
+        model=args.model,
+        prompts=args.prompts,
+        item_noun=args.item_noun,
+        clean=CleanOptions(args.like_threshold, args.min_user_interactions, args.min_item_interactions),
+        samples=SampleOptions(
+            tasks=tuple(args.tasks),
+            max_history=args.max_history,
+            max_length=args.max_length,
+            train_targets_per_user=args.train_targets_per_user,
+            negatives_per_positive=args.negatives_per_positive,
+            rank_candidates=args.rank_candidates,
+            seed=args.seed,
+        ),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    manifest = prepare(options)
+    print(
+        f"{args.out}: {manifest['users']:,} users, {manifest['items']:,} items, "
+        f"{manifest['interactions']:,} interactions "
+        f"(train {manifest['splits']['train']:,} / valid {manifest['splits']['valid']:,} / "
+        f"test {manifest['splits']['test']:,}; time order: {manifest['time_order']}) in {manifest['seconds']} s"
+    )
+    for task, counts in manifest["samples"]["counts"].items():
+        print(f"  sft/{task}: " + ", ".join(f"{split} {n:,}" for split, n in counts.items()))
+    if args.examples > 0:
+        show_examples(args.out, list(manifest["samples"]["counts"]), args.examples)
+    return 0
+
+
+def show_examples(folder: Path, tasks: list[str], n: int, split: str = "test") -> None:
+    """Print the first ``n`` rendered prompts and completions of each task's ``split``."""
+    from datasets import load_from_disk
+
+    for task in tasks:
+        rows = load_from_disk(str(Path(folder) / "sft" / task))[split]
+        for row in rows.select(range(min(n, len(rows)))):
+            print(f"\n=== {task} ({split}) " + "=" * max(0, 60 - len(task)))
+            print(row["prompt"] + row["completion"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands register themselves)."""
+    parser = argparse.ArgumentParser(
+        prog="llmrec", description="Recommendations from a generative LLM, decoded only over your catalogue."
+    )
+    parser.add_argument("--version", action="version", version=f"llmrec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_prepare(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code. User-fixable errors are one line on stderr, exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except LlmrecError as exc:
+        print(f"llmrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Errors a user can fix: the CLI prints them as one line and exits non-zero."""
+
+
+class LlmrecError(Exception):
+    """A problem with the user's input or environment, worded so that it says what to change."""
+
+
+class DataError(LlmrecError):
+    """Bad input data: the message names the file and, where known, the row and column."""

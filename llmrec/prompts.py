@@ -1,0 +1,205 @@
+"""Prompt templates: loading the shipped YAML files, rendering them through a chat template, and
+fitting a history into a token budget.
+
+A template file holds ``name``, ``version``, ``task``, ``system`` and ``user`` (Jinja2, the
+question) and ``answer`` (Jinja2, the training target), plus optional ``labels``. The name,
+version and a hash of the file are saved beside everything rendered with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+import yaml
+
+from llmrec.errors import LlmrecError
+
+TASKS = ("next_item", "yes_no", "explain", "rank")
+_REQUIRED = ("name", "version", "task", "system", "user", "answer")
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+# How prompts speak of an item, by the data's item noun: (plural, what a user did with it).
+DOMAINS = {
+    "movie": ("movies", "watched"),
+    "artist": ("artists", "listened to"),
+    "book": ("books", "read"),
+    "item": ("items", "interacted with"),
+}
+
+
+def domain_words(noun: str) -> dict[str, str]:
+    """The words templates use for items: ``noun``, ``plural`` and ``verb``."""
+    plural, verb = DOMAINS.get(noun, (noun + "s", "interacted with"))
+    return {"noun": noun, "plural": plural, "verb": verb}
+
+
+class Tokenizer(Protocol):
+    """What rendering needs of a Hugging Face tokenizer."""
+
+    chat_template: str | None
+    eos_token: str | None
+
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Template:
+    """One task's prompt template, as loaded from ``prompts/NAME.yaml``."""
+
+    name: str
+    version: int
+    task: str
+    system: str
+    user: str
+    answer: str
+    sha256: str
+    labels: Any = None
+    source: str = ""
+    _compiled: dict[str, jinja2.Template] = field(default_factory=dict, compare=False, repr=False)
+
+    def _render(self, part: str, context: dict[str, Any]) -> str:
+        if part not in self._compiled:
+            self._compiled[part] = _ENV.from_string(getattr(self, part))
+        try:
+            return self._compiled[part].render(labels=self.labels, **context).strip()
+        except jinja2.UndefinedError as exc:
+            raise LlmrecError(f"{self.source}: template field '{part}': {exc.message}") from None
+
+    def render_system(self, context: dict[str, Any]) -> str:
+        """The system message."""
+        return self._render("system", context)
+
+    def render_user(self, context: dict[str, Any]) -> str:
+        """The question (user message) for a context such as ``{"history": [...], ...}``."""
+        return self._render("user", context)
+
+    def render_answer(self, context: dict[str, Any]) -> str:
+        """The answer the model is trained to give."""
+        return self._render("answer", context)
+
+    def identity(self) -> dict[str, Any]:
+        """Name, version and hash: what is saved beside data, adapters and reports."""
+        return {"name": self.name, "version": self.version, "task": self.task, "sha256": self.sha256}
+
+
+def load_template(path: str | Path) -> Template:
+    """Load and check one template file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        spec = yaml.safe_load(text)
+    except OSError as exc:
+        raise LlmrecError(f"{path}: cannot read template ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise LlmrecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(spec, dict):
+        raise LlmrecError(f"{path}: a template is a YAML mapping")
+    missing = [k for k in _REQUIRED if k not in spec]
+    unknown = sorted(set(spec) - set(_REQUIRED) - {"labels"})
+    if missing or unknown:
+        raise LlmrecError(f"{path}: missing field(s) {missing}, unknown field(s) {unknown}")
+    if spec["task"] not in TASKS:
+        raise LlmrecError(f"{path}: unknown task {spec['task']!r} (known: {', '.join(TASKS)})")
+    for part in ("system", "user", "answer"):
+        try:
+            _ENV.parse(spec[part])
+        except jinja2.TemplateSyntaxError as exc:
+            raise LlmrecError(f"{path}: field '{part}' line {exc.lineno}: {exc.message}") from None
+    return Template(
+        name=str(spec["name"]),
+        version=int(spec["version"]),
+        task=spec["task"],
+        system=spec["system"],
+        user=spec["user"],
+        answer=spec["answer"],
+        labels=spec.get("labels"),
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        source=str(path),
+    )
+
+
+def shipped_template_paths() -> dict[str, Path]:
+    """Task name to the template file shipped in ``llmrec.templates`` (the prompts/ folder)."""
+    folder = resources.files("llmrec.templates")
+    return {task: Path(str(folder / f"{task}.yaml")) for task in TASKS}
+
+
+def shipped_templates() -> dict[str, Template]:
+    """Every shipped template, by task."""
+    return {task: load_template(path) for task, path in shipped_template_paths().items()}
+
+
+class PromptRenderer:
+    """Renders templates for one tokenizer and fits histories into ``max_length`` tokens.
+
+    The prompt goes through the tokenizer's chat template when it has one (system + user
+    message, then the assistant header); the completion is the answer followed by the token that
+    ends an answer (the tokenizer's end-of-sequence token, ``<|im_end|>`` for ChatML).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.end_of_answer = tokenizer.eos_token or "\n"
+
+    def chat(self, system: str, user: str) -> str:
+        """The text of the prompt up to where the answer starts."""
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return f"{system}\n\n{user}\n"
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text`` as the tokenizer encodes it by default (special tokens included)."""
+        return len(self.tokenizer(text)["input_ids"])
+
+    def fit(
+        self,
+        template: Template,
+        history: Sequence[Any],
+        context: Callable[[Sequence[Any]], dict[str, Any]],
+        answer: str,
+    ) -> tuple[str, str, int] | None:
+        """Render a prompt with as much of the history as fits, dropping the oldest first.
+
+        Args:
+            template: The task's template.
+            history: The history, oldest first (already cut to the maximum history length).
+            context: Builds the template context from the kept part of the history.
+            answer: The answer text (without the end-of-answer token).
+
+        Returns:
+            ``(prompt, completion, kept)`` where ``kept`` is how many of the newest history
+            entries are in the prompt, or None when not even an empty history fits.
+        """
+        completion = answer + self.end_of_answer
+        budget = self.max_length - self.count(completion)
+
+        def render(kept: int) -> tuple[str, bool]:
+            ctx = context(history[len(history) - kept :])
+            prompt = self.chat(template.render_system(ctx), template.render_user(ctx))
+            return prompt, self.count(prompt) <= budget
+
+        prompt, ok = render(len(history))
+        if ok:
+            return prompt, completion, len(history)
+        lo, hi = 0, len(history) - 1  # the largest kept count that fits lies in [lo, hi], if any
+        best = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            candidate, ok = render(mid)
+            if ok:
+                best, lo = (candidate, mid), mid + 1
+            else:
+                hi = mid - 1
+        if best is None:
+            return None
+        return best[0], completion, best[1]

@@ -1,0 +1,288 @@
+"""Supervised samples for each task, built from split interactions (prompt/completion pairs).
+
+Which events become samples:
+
+- train: each user's newest ``train_targets_per_user`` train events that have at least one
+  earlier event; the history is every earlier event.
+- valid: the valid event, with the train events as history.
+- test: the test event, with the train and valid events as history.
+
+A prompt never names a user: only item titles (and their attributes) go into it. Negatives are
+drawn uniformly from the items the user never interacted with in any split, so a held-out item
+can never appear as a negative in a training prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from llmrec.errors import LlmrecError
+from llmrec.prompts import TASKS, PromptRenderer, Template
+
+SPLITS = ("train", "valid", "test")
+MAX_CITED = 2  # history items an explanation cites
+MAX_SHARED = 3  # attributes an explanation names
+
+
+@dataclass
+class SampleOptions:
+    """Which samples ``prepare`` builds for each task.
+
+    Attributes:
+        tasks: Tasks to build, a subset of ``next_item``, ``yes_no``, ``explain``, ``rank``.
+        max_history: Newest history events shown in a prompt, before the token budget.
+        max_length: Token budget for prompt + answer; older history is dropped to fit.
+        train_targets_per_user: Newest train events per user used as targets (0 = all). Ten keep
+            ml-latest-small to ~6k samples per task, enough for a 135M model on a CPU.
+        negatives_per_positive: yes_no: unseen items labelled No per liked target, on top of the
+            disliked targets the data has; it balances data with few or no dislikes.
+        rank_candidates: rank: candidates per prompt, the true next item plus unseen items.
+        seed: Seed of negative sampling and candidate order.
+    """
+
+    tasks: tuple[str, ...] = TASKS
+    max_history: int = 20
+    max_length: int = 512
+    train_targets_per_user: int = 10
+    negatives_per_positive: int = 1
+    rank_candidates: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(self.tasks)
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise LlmrecError(f"unknown task(s) {unknown or '(none given)'} (known: {', '.join(TASKS)})")
+        if self.max_history < 1:
+            raise LlmrecError("--max-history must be >= 1")
+        if self.max_length < 32:
+            raise LlmrecError("--max-length must be >= 32 tokens")
+        if self.train_targets_per_user < 0 or self.negatives_per_positive < 0:
+            raise LlmrecError("--train-targets-per-user and --negatives-per-positive must be >= 0")
+        if not 2 <= self.rank_candidates <= 20:
+            raise LlmrecError("--rank-candidates must be between 2 and 20")
+
+
+@dataclass
+class Event:
+    """One interaction as samples see it."""
+
+    item: int  # row of the item in the catalogue
+    liked: bool
+    split: str
+
+
+def explanation_evidence(
+    history: Sequence[int], target: int, attributes: Sequence[frozenset[str]], titles: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The history items an explanation cites and the attributes they share with the target.
+
+    Cites up to ``MAX_CITED`` history items with the most attributes in common with the target
+    (the newest first among equals) and names up to ``MAX_SHARED`` of the shared attributes, the
+    most widely shared first. Returns empty lists when nothing is shared: no explanation is
+    better than an invented one.
+    """
+    wanted = attributes[target]
+    overlaps = [(len(attributes[h] & wanted), pos, h) for pos, h in enumerate(history)]
+    best = sorted((o for o in overlaps if o[0] > 0), key=lambda o: (-o[0], -o[1]))[:MAX_CITED]
+    if not best:
+        return [], []
+    cited = [h for _, _, h in best]
+    counts: dict[str, int] = {}
+    for h in cited:
+        for attr in attributes[h] & wanted:
+            counts[attr] = counts.get(attr, 0) + 1
+    shared = sorted(counts, key=lambda a: (-counts[a], a))[:MAX_SHARED]
+    return [titles[h] for h in cited], shared
+
+
+class SampleBuilder:
+    """Turns each user's ordered events into prompt/completion records for every task."""
+
+    def __init__(
+        self,
+        catalog: pd.DataFrame,
+        templates: dict[str, Template],
+        renderer: PromptRenderer,
+        words: dict[str, str],
+        options: SampleOptions,
+    ) -> None:
+        self.titles = catalog["title"].tolist()
+        self.item_ids = catalog["item_id"].tolist()
+        self.attributes = [
+            frozenset(g) | frozenset(t) for g, t in zip(catalog["genres"].tolist(), catalog["tags"].tolist())
+        ]
+        self.templates = templates
+        self.renderer = renderer
+        self.words = words
+        self.options = options
+        self.skipped = {task: 0 for task in options.tasks}
+
+    def _targets(self, events: list[Event]) -> Iterator[tuple[str, int]]:
+        """(split, position) of each event that becomes a target."""
+        train = [i for i, e in enumerate(events) if e.split == "train" and i > 0]
+        n = self.options.train_targets_per_user
+        for i in train[-n:] if n else train:
+            yield "train", i
+        for i, e in enumerate(events):
+            if e.split != "train":
+                yield e.split, i
+
+    def _unseen(self, rng: np.random.Generator, seen: set[int], k: int) -> list[int]:
+        """``k`` distinct items the user never interacted with, uniformly."""
+        n_items = len(self.titles)
+        if n_items - len(seen) < k:
+            return []
+        if n_items - len(seen) < 4 * k:  # nearly everything seen: rejection sampling would crawl
+            free = [j for j in range(n_items) if j not in seen]
+            return [int(j) for j in rng.choice(free, size=k, replace=False)]
+        picked: list[int] = []
+        while len(picked) < k:
+            j = int(rng.integers(n_items))
+            if j not in seen and j not in picked:
+                picked.append(j)
+        return picked
+
+    def _record(self, task: str, split: str, user: str, history: list[int], fitted, target: int, **extra: Any):
+        prompt, completion, kept = fitted
+        shown = history[len(history) - kept :]
+        return {
+            "prompt": prompt,
+            "completion": completion,
+            "task": task,
+            "split": split,
+            "user_id": user,
+            "item_id": self.item_ids[target],
+            "history": [self.item_ids[h] for h in shown],
+            "label": extra.get("label", -1),
+            "candidates": extra.get("candidates", []),
+        }
+
+    def user_records(self, user: str, events: list[Event], user_index: int) -> Iterator[dict[str, Any]]:
+        """Every record of one user, for the configured tasks."""
+        opts = self.options
+        rng = np.random.default_rng([opts.seed, user_index])
+        seen = {e.item for e in events}
+        t = self.templates
+        for split, pos in self._targets(events):
+            past = events[max(0, pos - opts.max_history) : pos]
+            history = [e.item for e in past]
+            target = events[pos]
+            if "next_item" in opts.tasks:
+                yield from self._next_item(t["next_item"], split, user, history, target.item)
+            if "yes_no" in opts.tasks:
+                negatives = self._unseen(rng, seen, opts.negatives_per_positive) if target.liked else []
+                for item, liked in [(target.item, target.liked)] + [(n, False) for n in negatives]:
+                    yield from self._yes_no(t["yes_no"], split, user, past, item, liked)
+            if "explain" in opts.tasks and target.liked:
+                yield from self._explain(t["explain"], split, user, history, target.item)
+            if "rank" in opts.tasks:
+                others = self._unseen(rng, seen, opts.rank_candidates - 1)
+                if others:
+                    candidates = others + [target.item]
+                    rng.shuffle(candidates)
+                    yield from self._rank(t["rank"], split, user, history, target.item, candidates)
+
+    def _fit(self, task: str, template: Template, history: Sequence[Any], context, answer: str):
+        fitted = self.renderer.fit(template, history, context, answer)
+        if fitted is None:
+            self.skipped[task] += 1
+        return fitted
+
+    def _titles(self, items: Sequence[int]) -> list[str]:
+        return [self.titles[i] for i in items]
+
+    def _next_item(self, template, split, user, history, target):
+        title = self.titles[target]
+        answer = template.render_answer({**self.words, "target": title})
+        fitted = self._fit(
+            "next_item", template, history, lambda h: {**self.words, "history": self._titles(h), "target": title}, answer
+        )
+        if fitted:
+            yield self._record("next_item", split, user, history, fitted, target)
+
+    def _yes_no(self, template, split, user, past: list[Event], target: int, liked: bool):
+        title = self.titles[target]
+
+        def context(kept: Sequence[Event]) -> dict[str, Any]:
+            return {
+                **self.words,
+                "liked": [self.titles[e.item] for e in kept if e.liked],
+                "disliked": [self.titles[e.item] for e in kept if not e.liked],
+                "target": title,
+                "liked_target": liked,
+            }
+
+        answer = template.render_answer(context([]))
+        fitted = self._fit("yes_no", template, past, context, answer)
+        if fitted:
+            yield self._record("yes_no", split, user, [e.item for e in past], fitted, target, label=int(liked))
+
+    def _explain(self, template, split, user, history, target):
+        title = self.titles[target]
+        evidence_from = history
+        for _ in range(3):  # the budget may drop a cited item: recompute from what is shown
+            cited, shared = explanation_evidence(evidence_from, target, self.attributes, self.titles)
+            if not cited:
+                self.skipped["explain"] += 1
+                return
+            context = {**self.words, "target": title, "cited": cited, "shared": shared}
+            answer = template.render_answer(context)
+            fitted = self.renderer.fit(
+                template, history, lambda h: {**context, "history": self._titles(h)}, answer
+            )
+            if fitted is None:
+                break
+            shown = history[len(history) - fitted[2] :]
+            if set(cited) <= set(self._titles(shown)):
+                yield self._record("explain", split, user, history, fitted, target)
+                return
+            evidence_from = shown
+        self.skipped["explain"] += 1
+
+    def _rank(self, template, split, user, history, target, candidates):
+        labels = list(template.labels)
+        pairs = [(labels[i], self.titles[c]) for i, c in enumerate(candidates)]
+        answer = template.render_answer({**self.words, "label": labels[candidates.index(target)]})
+        fitted = self._fit(
+            "rank", template, history, lambda h: {**self.words, "history": self._titles(h), "candidates": pairs}, answer
+        )
+        if fitted:
+            yield self._record(
+                "rank", split, user, history, fitted, target,
+                label=candidates.index(target), candidates=[self.item_ids[c] for c in candidates],
+            )  # fmt: skip
+
+
+def user_events(catalog: pd.DataFrame, interactions: pd.DataFrame) -> Iterator[tuple[str, list[Event]]]:
+    """Each user's events in sequence order (interactions must be sorted by user, then seq)."""
+    row_of = pd.Series(np.arange(len(catalog)), index=catalog["item_id"])
+    rows = row_of.reindex(interactions["item_id"]).to_numpy()
+    liked = interactions["liked"].to_numpy()
+    split = interactions["split"].to_numpy()
+    users = interactions["user_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        yield users[start], [Event(int(rows[i]), bool(liked[i]), str(split[i])) for i in range(start, end)]
+
+
+def build_samples(
+    catalog: pd.DataFrame,
+    interactions: pd.DataFrame,
+    builder: SampleBuilder,
+    progress: bool = True,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Records by task and split, for every user."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {t: {s: [] for s in SPLITS} for t in builder.options.tasks}
+    n_users = interactions["user_id"].nunique()
+    events = user_events(catalog, interactions)
+    for index, (user, evs) in enumerate(tqdm(events, total=n_users, desc="samples", unit="user", disable=not progress)):
+        for record in builder.user_records(user, evs, index):
+            out[record["task"]][record["split"]].append(record)
+    return out
