@@ -108,6 +108,8 @@ def show_examples(folder: Path, tasks: list[str], n: int, split: str = "test") -
 
     for task in tasks:
         rows = load_from_disk(str(Path(folder) / "sft" / task))[split]
+        if len(rows) == 0:
+            print(f"\n=== {task} ({split}): no samples")
         for row in rows.select(range(min(n, len(rows)))):
             print(f"\n=== {task} ({split}) " + "=" * max(0, 60 - len(task)))
             print(row["prompt"] + row["completion"])

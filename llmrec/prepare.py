@@ -84,16 +84,15 @@ def load_templates(folder: Path | None, tasks: tuple[str, ...]) -> dict[str, Tem
 def table_hash(df: pd.DataFrame, columns: list[str]) -> str:
     """SHA-256 of the listed columns' values, row by row: stable across Parquet writers."""
     digest = hashlib.sha256()
-    for row in df[columns].astype(str).itertuples(index=False):
+    for row in df[columns].astype("string").fillna("").itertuples(index=False):
         digest.update(("\t".join(row) + "\n").encode("utf-8"))
     return digest.hexdigest()
 
 
 def _write_sft(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    from datasets import Dataset, DatasetDict, Features, Sequence, Value
-    from datasets.utils.logging import disable_progress_bar
+    from datasets import Dataset, DatasetDict, Features, Sequence, Value, disable_progress_bars
 
-    disable_progress_bar()  # one bar per split and task would bury the summary
+    disable_progress_bars()  # one bar per split and task would bury the summary
 
     features = Features(
         {
@@ -108,8 +107,12 @@ def _write_sft(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
             "candidates": Sequence(Value("string")),
         }
     )
-    splits = {s: Dataset.from_list(records[s], features=features) for s in SPLITS}
-    DatasetDict(splits).save_to_disk(str(path))
+    # from_dict, not from_list: an empty split must keep its columns
+    splits = {
+        s: Dataset.from_dict({k: [r[k] for r in records[s]] for k in features}, features=features) for s in SPLITS
+    }
+    # One shard each: datasets would write an empty split with no shard and then fail to load it.
+    DatasetDict(splits).save_to_disk(str(path), num_shards={s: 1 for s in SPLITS})
 
 
 def prepare(options: PrepareOptions) -> dict[str, Any]:

@@ -184,10 +184,12 @@ class SampleBuilder:
                 yield from self._explain(t["explain"], split, user, history, target.item)
             if "rank" in opts.tasks:
                 others = self._unseen(rng, seen, opts.rank_candidates - 1)
-                if others:
-                    candidates = others + [target.item]
-                    rng.shuffle(candidates)
-                    yield from self._rank(t["rank"], split, user, history, target.item, candidates)
+                if not others:  # the user has seen nearly the whole catalogue
+                    self.skipped["rank"] += 1
+                    continue
+                candidates = others + [target.item]
+                rng.shuffle(candidates)
+                yield from self._rank(t["rank"], split, user, history, target.item, candidates)
 
     def _fit(self, task: str, template: Template, history: Sequence[Any], context, answer: str):
         fitted = self.renderer.fit(template, history, context, answer)

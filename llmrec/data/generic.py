@@ -22,6 +22,7 @@ from llmrec.data.tables import (
     split_list,
     to_float,
     to_timestamp,
+    to_year,
 )
 from llmrec.data import GENERIC_SUFFIXES as SUFFIXES
 from llmrec.errors import DataError
@@ -144,7 +145,7 @@ def _catalog(table: pd.DataFrame, roles: dict[str, str], path: Path, first: int)
         if roles[role] in table.columns:
             catalog[role] = _list_column(table[roles[role]]).to_numpy()
     if roles["year"] in table.columns:
-        catalog["year"] = to_float(table, roles["year"], path, first).round().astype("Int64").to_numpy()
+        catalog["year"] = to_year(table[roles["year"]]).to_numpy()
     if roles["description"] in table.columns:
         catalog["description"] = _as_text(table, roles["description"]).to_numpy()
     # One row per item: the interactions file repeats an item on every event that names it.

@@ -20,6 +20,7 @@ from llmrec.data.tables import (
     split_list,
     to_float,
     to_timestamp,
+    to_year,
 )
 from llmrec.errors import DataError
 
@@ -88,7 +89,7 @@ def load(path: Path) -> RawData:
             }
         )
         if (year := _first(items, _YEAR)) is not None:
-            catalog["year"] = to_float(items, year, item_path, 2).round().astype("Int64").to_numpy()
+            catalog["year"] = to_year(items[year]).to_numpy()
         if (genres := _first(items, _GENRES)) is not None:
             catalog["genres"] = split_list(items[genres], " ").to_numpy()
         if (tags := _first(items, _TAGS)) is not None:

@@ -131,6 +131,11 @@ def to_float(df: pd.DataFrame, column: str, path: Path | str, first_line: int) -
     return values.astype("float64")
 
 
+def to_year(values: pd.Series) -> pd.Series:
+    """An optional year attribute: numbers become nullable ints, anything else ("unknown") null."""
+    return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").round().astype("Int64")
+
+
 def to_timestamp(df: pd.DataFrame, column: str, path: Path | str, first_line: int) -> pd.Series:
     """Parse unix seconds or ISO-8601 date-times into nullable int64 seconds."""
     raw = df[column].astype("string").str.strip()

@@ -1,0 +1,122 @@
+"""`llmrec prepare` end to end through `main(argv)`, and the leak check on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datasets import load_from_disk
+
+from llmrec.cli import main
+from llmrec.prompts import TASKS
+from tests.conftest import write
+
+
+@pytest.fixture(scope="module")
+def ml_small(tmp_path_factory, tokenizer) -> Path:
+    """ml-latest-small prepared with the default options, as the README runs it."""
+    out = tmp_path_factory.mktemp("prep") / "ml"
+    assert main(["prepare", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def assert_no_leak(folder: Path) -> None:
+    """Test events are each user's latest, and no test item reaches that user's training samples."""
+    inter = pd.read_parquet(folder / "interactions.parquet")
+    timed = inter["timestamp"].notna().all()
+    for _, g in inter.groupby("user_id"):
+        held = g[g["split"] == "test"]
+        if held.empty:
+            continue
+        rest = g[g["split"] != "test"]
+        if timed:
+            assert held["timestamp"].item() >= rest["timestamp"].max()
+        assert held["seq"].item() == g["seq"].max()
+    test_item = inter[inter["split"] == "test"].set_index("user_id")["item_id"].to_dict()
+    valid_item = inter[inter["split"] == "valid"].set_index("user_id")["item_id"].to_dict()
+    for task in json.loads((folder / "manifest.json").read_text())["samples"]["counts"]:
+        train = load_from_disk(str(folder / "sft" / task))["train"].to_pandas()
+        for row in train.itertuples():
+            held = {test_item.get(row.user_id), valid_item.get(row.user_id)} - {None}
+            shown = {row.item_id, *row.history, *row.candidates}
+            assert not held & shown, (task, row.user_id)
+
+
+def test_prepare_embedded_default_writes_everything(ml_small: Path):
+    names = {p.name for p in ml_small.iterdir()}
+    assert {"catalog.parquet", "interactions.parquet", "manifest.json", "sft"} <= names
+    manifest = json.loads((ml_small / "manifest.json").read_text())
+    assert (manifest["users"], manifest["items"], manifest["interactions"]) == (671, 9_125, 100_004)
+    assert manifest["splits"]["test"] == manifest["splits"]["valid"] == manifest["users_with_test"]
+    assert set(manifest["templates"]) == set(TASKS) and all(t["version"] >= 1 for t in manifest["templates"].values())
+    assert manifest["time_order"] == "timestamp" and "leave-one-out" in manifest["split_rule"]
+    catalog = pd.read_parquet(ml_small / "catalog.parquet")
+    assert catalog["title"].is_unique and catalog["item_id"].map(type).eq(str).all()
+    inter = pd.read_parquet(ml_small / "interactions.parquet")
+    assert set(inter["split"]) == {"train", "valid", "test"}
+    assert str(inter["timestamp"].dtype) == "Int64" and inter["rating"].dtype == "float64"
+    for task in TASKS:
+        sft = load_from_disk(str(ml_small / "sft" / task))
+        assert set(sft) == {"train", "valid", "test"} and len(sft["test"]) > 0
+        assert {"prompt", "completion"} <= set(sft["train"].column_names)
+        assert all(c.endswith("<|im_end|>") for c in sft["test"]["completion"])
+
+
+def test_prepare_embedded_has_no_leak(ml_small: Path):
+    assert_no_leak(ml_small)
+
+
+def test_yes_no_labels_match_ratings_and_sampled_negatives(ml_small: Path):
+    inter = pd.read_parquet(ml_small / "interactions.parquet").set_index(["user_id", "item_id"])
+    test = load_from_disk(str(ml_small / "sft" / "yes_no"))["test"].to_pandas()
+    for row in test.itertuples():
+        key = (row.user_id, row.item_id)
+        if key in inter.index:  # the held-out event: labelled by its rating
+            assert row.label == int(inter.loc[key, "liked"]) and inter.loc[key, "split"] == "test"
+        else:  # a sampled negative: never interacted with
+            assert row.label == 0
+        assert row.completion == ("Yes" if row.label else "No") + "<|im_end|>"
+
+
+def test_rank_answer_letter_points_at_the_target(ml_small: Path):
+    rows = load_from_disk(str(ml_small / "sft" / "rank"))["valid"]
+    for row in rows.select(range(50)):
+        assert len(row["candidates"]) == 10 and row["candidates"][row["label"]] == row["item_id"]
+        assert row["completion"] == "ABCDEFGHIJ"[row["label"]] + "<|im_end|>"
+
+
+def test_prepare_lastfm_without_timestamps(shared_data: Path, tmp_path: Path):
+    out = tmp_path / "lastfm"
+    argv = ["prepare", "--data", str(shared_data / "lastfm-2k"), "--out", str(out), "--tasks", "next_item",
+            "--train-targets-per-user", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["time_order"] == "file order" and "file order" in manifest["split_rule"]
+    assert manifest["users"] == 1_892 and manifest["train_only_users"] > 0
+    assert "listened to" in load_from_disk(str(out / "sft" / "next_item"))["test"][0]["prompt"]
+    assert_no_leak(out)
+
+
+def test_prepare_recbole_atomic_folder(tmp_path: Path):
+    pytest.importorskip("recbole.dataset_example", reason="recbole wheel not installed")
+    out = tmp_path / "ml100k"
+    argv = ["prepare", "--data", "ml-100k", "--out", str(out), "--tasks", "yes_no", "rank",
+            "--train-targets-per-user", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["format"] == "recbole" and manifest["users"] == 943
+    assert_no_leak(out)
+
+
+def test_generic_csv_with_a_new_domain(tmp_path: Path, tokenizer):
+    rows = "\n".join(f"cust{u},sku{(u * 7 + k) % 13},{1000 + k},Product {(u * 7 + k) % 13}" for u in range(6) for k in range(5))
+    path = write(tmp_path / "log.csv", "customer,sku,ts,name\n" + rows + "\n")
+    out = tmp_path / "shop"
+    argv = ["prepare", "--data", str(path), "--columns", "user=customer,item=sku,timestamp=ts,title=name",
+            "--item-noun", "product", "--out", str(out), "--max-length", "256", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    test = load_from_disk(str(out / "sft" / "next_item"))["test"]
+    assert len(test) == 6 and all("products" in p and "cust" not in p for p in test["prompt"])
+    assert_no_leak(out)

@@ -1,0 +1,105 @@
+"""Templates: every shipped one renders through the real chat template, within the token budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.prompts import TASKS, PromptRenderer, domain_words, load_template, shipped_templates
+
+WORDS = domain_words("movie")
+HISTORY = [f"Film number {i} (19{i:02d})" for i in range(30)]
+CONTEXTS = {
+    "next_item": lambda h: {**WORDS, "history": h, "target": "Heat (1995)"},
+    "yes_no": lambda h: {**WORDS, "liked": h[::2], "disliked": h[1::2], "target": "Heat (1995)", "liked_target": True},
+    "explain": lambda h: {**WORDS, "history": h, "target": "Heat (1995)", "cited": h[-1:], "shared": ["Crime"]},
+    "rank": lambda h: {**WORDS, "history": h, "candidates": [("A", "Heat (1995)"), ("B", "Casino (1995)")], "label": "A"},
+}
+
+
+def test_every_task_has_a_shipped_template_with_name_and_version():
+    templates = shipped_templates()
+    assert set(templates) == set(TASKS)
+    for task, template in templates.items():
+        assert template.task == task and template.name and template.version >= 1 and len(template.sha256) == 64
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_template_renders_through_chat_template(tokenizer, task):
+    template = shipped_templates()[task]
+    renderer = PromptRenderer(tokenizer, max_length=4096)
+    context = CONTEXTS[task](HISTORY[:3])
+    answer = template.render_answer(context)
+    prompt, completion, kept = renderer.fit(template, HISTORY[:3], CONTEXTS[task], answer)
+    assert kept == 3
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "SmolLM" not in prompt  # our system message replaces the chat template's default one
+    assert all(title in prompt for title in HISTORY[:3])
+    assert completion == answer + "<|im_end|>" and answer
+
+
+def test_answers_of_each_task():
+    t = shipped_templates()
+    assert t["next_item"].render_answer(CONTEXTS["next_item"]([])) == "Heat (1995)"
+    assert t["yes_no"].render_answer(CONTEXTS["yes_no"]([])) == "Yes"
+    assert t["yes_no"].render_answer({**CONTEXTS["yes_no"]([]), "liked_target": False}) == "No"
+    assert t["rank"].render_answer(CONTEXTS["rank"]([])) == "A"
+    explanation = t["explain"].render_answer(CONTEXTS["explain"](["Casino (1995)"]))
+    assert explanation == 'The user watched "Casino (1995)", which shares Crime with "Heat (1995)".'
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_budget_drops_oldest_history_first(tokenizer, task):
+    template = shipped_templates()[task]
+    renderer = PromptRenderer(tokenizer, max_length=160 if task != "rank" else 200)
+    answer = template.render_answer(CONTEXTS[task](HISTORY))
+    prompt, completion, kept = renderer.fit(template, HISTORY, CONTEXTS[task], answer)
+    assert 0 < kept < len(HISTORY)
+    assert renderer.count(prompt) + renderer.count(completion) <= renderer.max_length
+    assert HISTORY[-1] in prompt and HISTORY[0] not in prompt
+    longer = renderer.chat(template.render_system(CONTEXTS[task](HISTORY)), template.render_user(CONTEXTS[task](HISTORY[-kept - 1 :])))
+    assert renderer.count(longer) + renderer.count(completion) > renderer.max_length  # kept is the most that fits
+
+
+def test_nothing_fits_returns_none(tokenizer):
+    template = shipped_templates()["next_item"]
+    renderer = PromptRenderer(tokenizer, max_length=40)
+    assert renderer.fit(template, HISTORY, CONTEXTS["next_item"], "Heat (1995)") is None
+
+
+def test_tokenizer_without_chat_template_gets_plain_text(tokenizer):
+    class Plain:
+        chat_template = None
+        eos_token = "</s>"
+
+        def __call__(self, text, **kwargs):
+            return tokenizer(text, **kwargs)
+
+    renderer = PromptRenderer(Plain(), 512)
+    prompt = renderer.chat("SYSTEM", "QUESTION")
+    assert prompt == "SYSTEM\n\nQUESTION\n" and renderer.end_of_answer == "</s>"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: x\nversion: 1\ntask: next_item\nsystem: s\nuser: u\n", "missing field(s) ['answer']"),
+        ("name: x\nversion: 1\ntask: next_item\nsystem: s\nuser: u\nanswer: a\ncolour: red\n", "unknown field(s) ['colour']"),
+        ("name: x\nversion: 1\ntask: shop\nsystem: s\nuser: u\nanswer: a\n", "unknown task 'shop'"),
+        ("name: x\nversion: 1\ntask: rank\nsystem: s\nuser: '{% for %}'\nanswer: a\n", "field 'user' line 1"),
+        ("[1, 2", "not valid YAML"),
+    ],
+)
+def test_bad_template_files(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(LlmrecError) as err:
+        load_template(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_template_variable_is_a_clear_error():
+    with pytest.raises(LlmrecError, match="'history' is undefined"):
+        shipped_templates()["next_item"].render_user({**WORDS, "target": "x"})
