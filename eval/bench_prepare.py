@@ -1,0 +1,58 @@
+"""Benchmark: wall time and peak memory of `llmrec prepare` on the real data sets.
+
+Run from the repository root after `make install`:
+
+    .venv/bin/python eval/bench_prepare.py --out /tmp/bench-prepare
+
+Each data set is prepared in its own process (default options, all four tasks), so the peak
+resident memory is that run's alone. Prints a Markdown table for eval/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {
+    "ml-latest-small": "ml-latest-small",
+    "lastfm-2k": str(ROOT.parent / "shared" / "data" / "lastfm-2k"),
+    "ml-100k (RecBole atomic)": "ml-100k",
+}
+
+
+def run(data: str, out: Path) -> tuple[float, float, dict]:
+    """Seconds, peak RSS in MiB, and the manifest of one prepare run."""
+    cmd = [sys.executable, "-m", "llmrec", "prepare", "--data", data, "--out", str(out), "--overwrite", "--no-progress"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss / 1024, json.loads((out / "manifest.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench-prepare"))
+    args = parser.parse_args()
+    print("| data | users | items | interactions | train / valid / test | samples (all tasks) | wall s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
+    for name, data in DATASETS.items():
+        seconds, rss, m = run(data, args.out / name.split()[0])
+        samples = sum(sum(c.values()) for c in m["samples"]["counts"].values())
+        s = m["splits"]
+        print(
+            f"| {name} | {m['users']:,} | {m['items']:,} | {m['interactions']:,} | "
+            f"{s['train']:,} / {s['valid']:,} / {s['test']:,} | {samples:,} | {seconds:.1f} | {rss:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
