@@ -161,6 +161,30 @@ class PromptRenderer:
         """Tokens in ``text`` as the tokenizer encodes it by default (special tokens included)."""
         return len(self.tokenizer(text)["input_ids"])
 
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of many texts in one batched call (the fast tokenizer runs it in parallel)."""
+        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]] if texts else []
+
+    def fit_many(
+        self, requests: Sequence[tuple[Template, Sequence[Any], Callable[[Sequence[Any]], dict[str, Any]], str]]
+    ) -> list[tuple[str, str, int] | None]:
+        """``fit`` for many ``(template, history, context, answer)`` requests.
+
+        Most prompts fit with their whole history: those are counted in one batch, and only the
+        ones over budget are shortened one by one.
+        """
+        prompts = []
+        for template, history, context, _ in requests:
+            ctx = context(history)
+            prompts.append(self.chat(template.render_system(ctx), template.render_user(ctx)))
+        completions = [answer + self.end_of_answer for *_, answer in requests]
+        counts = self.count_many(prompts + completions)
+        n = len(requests)
+        return [
+            (prompts[i], completions[i], len(req[1])) if counts[i] + counts[n + i] <= self.max_length else self.fit(*req)
+            for i, req in enumerate(requests)
+        ]
+
     def fit(
         self,
         template: Template,

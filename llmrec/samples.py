@@ -14,7 +14,7 @@ can never appear as a negative in a training prompt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,19 @@ class Event:
     item: int  # row of the item in the catalogue
     liked: bool
     split: str
+
+
+@dataclass
+class Request:
+    """One sample waiting for its prompt to be fitted into the token budget."""
+
+    task: str
+    template: Template
+    history: Sequence[Any]  # what the template context is built from, oldest first
+    context: Callable[[Sequence[Any]], dict[str, Any]]
+    answer: str
+    record: Callable[[tuple[str, str, int]], dict[str, Any] | None]  # None rejects the fitted prompt
+    retry: Callable[[tuple[str, str, int]], dict[str, Any] | None] | None = None
 
 
 def explanation_evidence(
@@ -164,24 +177,29 @@ class SampleBuilder:
             "candidates": extra.get("candidates", []),
         }
 
-    def user_records(self, user: str, events: list[Event], user_index: int) -> Iterator[dict[str, Any]]:
+    def user_records(self, user: str, events: list[Event], user_index: int) -> list[dict[str, Any]]:
         """Every record of one user, for the configured tasks."""
         opts = self.options
         rng = np.random.default_rng([opts.seed, user_index])
         seen = {e.item for e in events}
         t = self.templates
+        requests: list[Request] = []
         for split, pos in self._targets(events):
             past = events[max(0, pos - opts.max_history) : pos]
             history = [e.item for e in past]
             target = events[pos]
             if "next_item" in opts.tasks:
-                yield from self._next_item(t["next_item"], split, user, history, target.item)
+                requests.append(self._next_item(t["next_item"], split, user, history, target.item))
             if "yes_no" in opts.tasks:
                 negatives = self._unseen(rng, seen, opts.negatives_per_positive) if target.liked else []
                 for item, liked in [(target.item, target.liked)] + [(n, False) for n in negatives]:
-                    yield from self._yes_no(t["yes_no"], split, user, past, item, liked)
+                    requests.append(self._yes_no(t["yes_no"], split, user, past, item, liked))
             if "explain" in opts.tasks and target.liked:
-                yield from self._explain(t["explain"], split, user, history, target.item)
+                explain = self._explain(t["explain"], split, user, history, target.item, history)
+                if explain is None:
+                    self.skipped["explain"] += 1
+                else:
+                    requests.append(explain)
             if "rank" in opts.tasks:
                 others = self._unseen(rng, seen, opts.rank_candidates - 1)
                 if not others:  # the user has seen nearly the whole catalogue
@@ -189,27 +207,36 @@ class SampleBuilder:
                     continue
                 candidates = others + [target.item]
                 rng.shuffle(candidates)
-                yield from self._rank(t["rank"], split, user, history, target.item, candidates)
+                requests.append(self._rank(t["rank"], split, user, history, target.item, candidates))
+        return self._complete(requests)
 
-    def _fit(self, task: str, template: Template, history: Sequence[Any], context, answer: str):
-        fitted = self.renderer.fit(template, history, context, answer)
-        if fitted is None:
-            self.skipped[task] += 1
-        return fitted
+    def _complete(self, requests: list[Request]) -> list[dict[str, Any]]:
+        """Fit every request into the budget (batched) and build the records that survive."""
+        fitted = self.renderer.fit_many([(r.template, r.history, r.context, r.answer) for r in requests])
+        records = []
+        for request, fit in zip(requests, fitted):
+            record = request.record(fit) if fit is not None else None
+            if record is None and request.retry is not None and fit is not None:
+                record = request.retry(fit)
+            if record is None:
+                self.skipped[request.task] += 1
+            else:
+                records.append(record)
+        return records
 
     def _titles(self, items: Sequence[int]) -> list[str]:
         return [self.titles[i] for i in items]
 
-    def _next_item(self, template, split, user, history, target):
+    def _next_item(self, template, split, user, history, target) -> Request:
         title = self.titles[target]
-        answer = template.render_answer({**self.words, "target": title})
-        fitted = self._fit(
-            "next_item", template, history, lambda h: {**self.words, "history": self._titles(h), "target": title}, answer
-        )
-        if fitted:
-            yield self._record("next_item", split, user, history, fitted, target)
+        return Request(
+            "next_item", template, history,
+            lambda h: {**self.words, "history": self._titles(h), "target": title},
+            template.render_answer({**self.words, "target": title}),
+            lambda fit: self._record("next_item", split, user, history, fit, target),
+        )  # fmt: skip
 
-    def _yes_no(self, template, split, user, past: list[Event], target: int, liked: bool):
+    def _yes_no(self, template, split, user, past: list[Event], target: int, liked: bool) -> Request:
         title = self.titles[target]
 
         def context(kept: Sequence[Event]) -> dict[str, Any]:
@@ -221,45 +248,54 @@ class SampleBuilder:
                 "liked_target": liked,
             }
 
-        answer = template.render_answer(context([]))
-        fitted = self._fit("yes_no", template, past, context, answer)
-        if fitted:
-            yield self._record("yes_no", split, user, [e.item for e in past], fitted, target, label=int(liked))
+        history = [e.item for e in past]
+        return Request(
+            "yes_no", template, past, context, template.render_answer(context([])),
+            lambda fit: self._record("yes_no", split, user, history, fit, target, label=int(liked)),
+        )  # fmt: skip
 
-    def _explain(self, template, split, user, history, target):
+    def _explain(self, template, split, user, history, target, evidence_from, attempts: int = 3) -> Request | None:
+        """An explanation request whose citations come from ``evidence_from``.
+
+        The budget may drop a cited item from the prompt; then the evidence is recomputed from
+        what is shown (a shorter history), at most ``attempts`` times.
+        """
         title = self.titles[target]
-        evidence_from = history
-        for _ in range(3):  # the budget may drop a cited item: recompute from what is shown
-            cited, shared = explanation_evidence(evidence_from, target, self.attributes, self.titles)
-            if not cited:
-                self.skipped["explain"] += 1
-                return
-            context = {**self.words, "target": title, "cited": cited, "shared": shared}
-            answer = template.render_answer(context)
-            fitted = self.renderer.fit(
-                template, history, lambda h: {**context, "history": self._titles(h)}, answer
-            )
-            if fitted is None:
-                break
-            shown = history[len(history) - fitted[2] :]
-            if set(cited) <= set(self._titles(shown)):
-                yield self._record("explain", split, user, history, fitted, target)
-                return
-            evidence_from = shown
-        self.skipped["explain"] += 1
+        cited, shared = explanation_evidence(evidence_from, target, self.attributes, self.titles)
+        if not cited:  # nothing shared: no explanation rather than an invented one
+            return None
+        context = {**self.words, "target": title, "cited": cited, "shared": shared}
 
-    def _rank(self, template, split, user, history, target, candidates):
+        def record(fit):
+            shown = self._titles(history[len(history) - fit[2] :])
+            return self._record("explain", split, user, history, fit, target) if set(cited) <= set(shown) else None
+
+        def retry(fit):
+            if attempts <= 1:
+                return None
+            again = self._explain(template, split, user, history, target, history[len(history) - fit[2] :], attempts - 1)
+            if again is None:
+                return None
+            refit = self.renderer.fit(again.template, again.history, again.context, again.answer)
+            return again.record(refit) if refit is not None else None
+
+        return Request(
+            "explain", template, history, lambda h: {**context, "history": self._titles(h)},
+            template.render_answer(context), record, retry,
+        )  # fmt: skip
+
+    def _rank(self, template, split, user, history, target, candidates) -> Request:
         labels = list(template.labels)
         pairs = [(labels[i], self.titles[c]) for i, c in enumerate(candidates)]
-        answer = template.render_answer({**self.words, "label": labels[candidates.index(target)]})
-        fitted = self._fit(
-            "rank", template, history, lambda h: {**self.words, "history": self._titles(h), "candidates": pairs}, answer
-        )
-        if fitted:
-            yield self._record(
-                "rank", split, user, history, fitted, target,
-                label=candidates.index(target), candidates=[self.item_ids[c] for c in candidates],
-            )  # fmt: skip
+        label = candidates.index(target)
+        return Request(
+            "rank", template, history,
+            lambda h: {**self.words, "history": self._titles(h), "candidates": pairs},
+            template.render_answer({**self.words, "label": labels[label]}),
+            lambda fit: self._record(
+                "rank", split, user, history, fit, target, label=label, candidates=[self.item_ids[c] for c in candidates]
+            ),
+        )  # fmt: skip
 
 
 def user_events(catalog: pd.DataFrame, interactions: pd.DataFrame) -> Iterator[tuple[str, list[Event]]]:
