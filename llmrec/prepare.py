@@ -185,10 +185,3 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a prepared folder; a folder ``prepare`` did not write is an error."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise LlmrecError(f"{folder}: not a prepared data folder (no {MANIFEST}); run `llmrec prepare` first")
-    return json.loads(path.read_text())

@@ -18,7 +18,6 @@ import pandas as pd
 from llmrec.errors import DataError
 
 LIST_ATTRIBUTES = ("genres", "tags")
-OPTIONAL_INTERACTION_COLUMNS = ("timestamp", "rating", "weight", "review")
 
 
 @dataclass
