@@ -115,6 +115,74 @@ def show_examples(folder: Path, tasks: list[str], n: int, split: str = "test") -
             print(row["prompt"] + row["completion"])
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="LoRA-finetune a base model on a prepared data folder",
+        description="Finetune a LoRA adapter with TRL's SFTTrainer (loss on the answer only) on the tasks of a "
+        "prepared data folder. Settings come from the recipe (defaults < --recipe < flags). Scale out with "
+        "`accelerate launch --num_processes N -m llmrec train ...`.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="a folder written by `llmrec prepare`")
+    p.add_argument("--out", required=True, type=Path, help="adapter folder (written whole or not at all)")
+    p.add_argument("--recipe", help="finetune/NAME.yaml or a shipped recipe name: quick, full, qlora (default: quick)")
+    p.add_argument("--base", help="base model: HF id or local folder (default: the recipe's, else embedded SmolLM2)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, help="train only these tasks (weights from the recipe, else 1)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the recipe's epochs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe key, e.g. --set lora_r=16 --set learning_rate=1e-4")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT.checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and old checkpoints")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT.checkpoints after success")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_train)
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """The recipe after applying --recipe, --set, --base, --tasks and --max-steps, in that order."""
+    from llmrec.recipe import load_recipe, parse_override
+
+    recipe = load_recipe(args.recipe or "quick")
+    changes = dict(parse_override(text) for text in args.overrides)
+    if args.base is not None:
+        changes["base"] = args.base
+    if args.tasks:
+        weights = changes.get("tasks", recipe.tasks)
+        changes["tasks"] = {t: weights.get(t, 1.0) for t in args.tasks}
+    if args.max_steps is not None:
+        changes["max_steps"] = args.max_steps
+    return recipe.replace(**changes) if changes else recipe
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``llmrec train``."""
+    from llmrec.train import TrainOptions, train
+
+    options = TrainOptions(
+        data=args.data,
+        out=args.out,
+        recipe=recipe_from_args(args),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        keep_checkpoints=args.keep_checkpoints,
+        progress=not args.no_progress,
+    )
+    manifest = train(options)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
+    run = manifest["training"]
+    print(
+        f"{args.out}: {run['steps']} steps, {run['samples']:,} samples, {run['tokens']:,} tokens in "
+        f"{run['seconds']} s ({run['samples_per_second']:.2f} samples/s, {run['tokens_per_second']:.0f} tokens/s, "
+        f"peak {run['peak_memory_mib']:,} MiB, {run['device']}, {run['precision']}, {run['processes']} process(es))"
+    )
+    for task, m in manifest["metrics"]["valid"].items():
+        print(f"  valid {task}: loss {m['loss']:.4f}, token accuracy {m['mean_token_accuracy']:.3f} ({m['samples']} samples)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
     parser = argparse.ArgumentParser(
@@ -123,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_prepare(sub)
+    _add_train(sub)
     return parser
 
 

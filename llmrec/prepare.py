@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ from llmrec.atomic import atomic_dir, check_writable, sha256_tree
 from llmrec.data.clean import CleanOptions, clean
 from llmrec.data.split import leave_one_out
 from llmrec.errors import LlmrecError
-from llmrec.prompts import PromptRenderer, Template, domain_words, load_template, shipped_templates
+from llmrec.prompts import (
+    PromptRenderer,
+    Template,
+    domain_words,
+    load_template,
+    shipped_templates,
+)
 from llmrec.samples import SPLITS, SampleBuilder, SampleOptions, build_samples
 
 MANIFEST = "manifest.json"
@@ -90,7 +96,14 @@ def table_hash(df: pd.DataFrame, columns: list[str]) -> str:
 
 
 def _write_sft(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    from datasets import Dataset, DatasetDict, Features, Sequence, Value, disable_progress_bars
+    from datasets import (
+        Dataset,
+        DatasetDict,
+        Features,
+        Sequence,
+        Value,
+        disable_progress_bars,
+    )
 
     disable_progress_bars()  # one bar per split and task would bury the summary
 
@@ -139,12 +152,12 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     yes_no = [r["label"] for s in SPLITS for r in records.get("yes_no", {}).get(s, [])]
     manifest: dict[str, Any] = {
         "llmrec_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {"data": raw.source, "format": raw.format, "files": raw.files, "notes": raw.notes},
         "users": int(interactions["user_id"].nunique()),
-        "items": int(len(catalog)),
+        "items": len(catalog),
         "interacted_items": int(interactions["item_id"].nunique()),
-        "interactions": int(len(interactions)),
+        "interactions": len(interactions),
         "splits": {s: int(counts.get(s, 0)) for s in SPLITS},
         "users_with_test": int(per_user.sum()),
         "train_only_users": int((~per_user).sum()),

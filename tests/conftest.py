@@ -60,3 +60,56 @@ def tiny_movielens(tmp_path: Path) -> Path:
     )
     write(folder / "tags.csv", "userId,movieId,tag,timestamp\n1,1,Pixar,5\n2,1,pixar,6\n1,2,cyberpunk,7\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def ml_small(tmp_path_factory, tokenizer) -> Path:
+    """ml-latest-small prepared with the default options, as the README runs it."""
+    from llmrec.cli import main
+
+    out = tmp_path_factory.mktemp("prep") / "ml"
+    assert main(["prepare", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_small(tmp_path_factory, shared_data: Path, tokenizer) -> Path:
+    """The first 30 users of the real ml-latest-small, prepared with 2 train targets per user."""
+    from llmrec.cli import main
+
+    src = shared_data / "ml-latest-small"
+    folder = tmp_path_factory.mktemp("ml30")
+    lines = (src / "ratings.csv").read_text().splitlines()
+    keep = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= 30]
+    write(folder / "raw" / "ratings.csv", "\n".join(keep) + "\n")
+    write(folder / "raw" / "movies.csv", (src / "movies.csv").read_text())
+    out = folder / "prepared"
+    argv = ["prepare", "--data", str(folder / "raw"), "--out", str(out), "--train-targets-per-user", "2", "--no-progress"]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_model(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer, hidden-16 Llama with the real SmolLM2 tokenizer and chat template, saved as a folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("toy") / "toy-llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -14,14 +14,6 @@ from llmrec.prompts import TASKS
 from tests.conftest import write
 
 
-@pytest.fixture(scope="module")
-def ml_small(tmp_path_factory, tokenizer) -> Path:
-    """ml-latest-small prepared with the default options, as the README runs it."""
-    out = tmp_path_factory.mktemp("prep") / "ml"
-    assert main(["prepare", "--out", str(out), "--no-progress"]) == 0
-    return out
-
-
 def assert_no_leak(folder: Path) -> None:
     """Test events are each user's latest, and no test item reaches that user's training samples."""
     inter = pd.read_parquet(folder / "interactions.parquet")

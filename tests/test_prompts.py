@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import TASKS, PromptRenderer, domain_words, load_template, shipped_templates
+from llmrec.prompts import (
+    TASKS,
+    PromptRenderer,
+    domain_words,
+    load_template,
+    shipped_templates,
+)
 
 WORDS = domain_words("movie")
 HISTORY = [f"Film number {i} (19{i:02d})" for i in range(30)]

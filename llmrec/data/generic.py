@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from llmrec.data import GENERIC_SUFFIXES as SUFFIXES
 from llmrec.data.tables import (
     RawData,
     make_interactions,
@@ -24,7 +25,6 @@ from llmrec.data.tables import (
     to_timestamp,
     to_year,
 )
-from llmrec.data import GENERIC_SUFFIXES as SUFFIXES
 from llmrec.errors import DataError
 
 INTERACTION_ROLES = ("user", "item", "timestamp", "rating", "weight", "review")

@@ -1,0 +1,108 @@
+"""An llmrec adapter folder: a standard PEFT adapter plus ``llmrec_adapter.json`` and a model card.
+
+Plain data only (no torch): reading a manifest, finding the shipped adapter, writing the card.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+from typing import Any
+
+from llmrec.errors import LlmrecError
+
+MANIFEST = "llmrec_adapter.json"
+RECIPE_FILE = "recipe.yaml"
+CARD = "README.md"
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def shipped_adapter_dir() -> Path:
+    """The adapter shipped inside the package (trained on ml-latest-small with finetune/shipped.yaml)."""
+    folder = Path(str(importlib.resources.files("llmrec.embedded") / "adapter"))
+    if not (folder / MANIFEST).is_file():
+        raise LlmrecError(f"{folder}: the shipped adapter is missing from this install; reinstall llmrec")
+    return folder
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The llmrec manifest of an adapter folder; a one-line error names what is missing."""
+    folder = Path(folder)
+    for name in (*PEFT_FILES, MANIFEST):
+        if not (folder / name).is_file():
+            raise LlmrecError(f"{folder}: not an llmrec adapter (no {name})")
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LlmrecError(f"{folder / MANIFEST}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """A README.md for the adapter folder, from its manifest."""
+    base = manifest["base_model"]
+    data = manifest["data"]
+    recipe = manifest["recipe"]
+    run = manifest["training"]
+    lines = [
+        "---",
+        "library_name: peft",
+        f"base_model: {base['hub_id'] or base['name']}",
+        "tags: [llmrec, lora, recommendation]",
+        "---",
+        "",
+        f"# llmrec adapter: {recipe['name']} on {data['name']}",
+        "",
+        (
+            f"A LoRA adapter (rank {recipe['lora_r']}, alpha {recipe['lora_alpha']}) for `{base['name']}`, "
+            f"trained by llmrec {manifest['llmrec_version']} with the recipe `{recipe['name']}` on the tasks "
+            f"{', '.join(f'{t} (weight {w:g})' for t, w in recipe['tasks'].items())}."
+        ),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        "",
+        f'base = AutoModelForCausalLM.from_pretrained("{base["hub_id"] or base["name"]}")',
+        'model = PeftModel.from_pretrained(base, "PATH/TO/THIS/FOLDER")',
+        "```",
+        "",
+        "Prompts must be rendered with the templates listed below (llmrec does this for you).",
+        "",
+        "## Training data",
+        "",
+        (
+            f"- data: `{data['name']}` ({data['source']}), catalogue hash `{data['catalog_hash'][:16]}`, "
+            f"data manifest sha256 `{data['manifest_sha256'][:16]}`"
+        ),
+        f"- train samples seen: {run['samples']:,} in {run['steps']:,} steps, {run['tokens']:,} tokens",
+        "- templates: " + ", ".join(f"{t} v{v['version']}" for t, v in manifest["templates"].items()),
+        "",
+        "## Valid-split metrics",
+        "",
+        "| task | samples | loss | mean token accuracy |",
+        "|---|---|---|---|",
+    ]
+    for task, m in manifest["metrics"]["valid"].items():
+        lines.append(f"| {task} | {m['samples']} | {_fmt(m['loss'])} | {_fmt(m['mean_token_accuracy'])} |")
+    lines += [
+        "",
+        "## Training run",
+        "",
+        f"- device: {run['device']}, precision {run['precision']}, {run['processes']} process(es)",
+        (
+            f"- {run['seconds']:.0f} s, {run['samples_per_second']:.2f} samples/s, "
+            f"{run['tokens_per_second']:.0f} tokens/s, peak memory {run['peak_memory_mib']:,} MiB"
+        ),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()),
+        "",
+        "The recipe is in `recipe.yaml`; the full record in `llmrec_adapter.json`.",
+        "",
+    ]
+    return "\n".join(lines)

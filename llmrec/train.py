@@ -1,0 +1,451 @@
+"""``llmrec train``: LoRA/QLoRA finetuning with TRL's SFTTrainer on a prepared data folder.
+
+The loss is on the completion only; the tasks are mixed by the recipe's weights. Checkpoints go
+to ``OUT.checkpoints/`` (what ``--resume`` continues from); the finished adapter is written to a
+temporary folder and renamed to ``OUT``. Under ``accelerate launch`` every process trains and
+only the main one writes the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrec import __version__
+from llmrec.adapter import CARD, MANIFEST, RECIPE_FILE, model_card
+from llmrec.atomic import sha256_file
+from llmrec.errors import LlmrecError
+from llmrec.models import EMBEDDED_MODEL, resolve_model
+from llmrec.recipe import Recipe, servability_problems
+
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+RUN_FILE = "llmrec_run.json"
+# A resumed run must train the same thing; these may change between a kill and --resume.
+_RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
+                      "early_stopping_patience", "max_eval_samples", "description", "name"}
+
+
+@dataclass
+class TrainOptions:
+    """What ``train`` needs besides the recipe.
+
+    Attributes:
+        data: A folder written by ``llmrec prepare``.
+        out: The adapter folder to write (whole or not at all).
+        recipe: The training recipe (flags already applied).
+        resume: Continue from the newest checkpoint in ``OUT.checkpoints``.
+        overwrite: Replace an existing ``out``.
+        keep_checkpoints: Keep ``OUT.checkpoints`` after success.
+        progress: Show progress bars.
+    """
+
+    data: Path
+    out: Path
+    recipe: Recipe
+    resume: bool = False
+    overwrite: bool = False
+    keep_checkpoints: bool = False
+    progress: bool = True
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where a run's checkpoints live until the adapter is written."""
+    return out.parent / f"{out.name}.checkpoints"
+
+
+def read_prepared(data: Path) -> dict[str, Any]:
+    """The manifest of a prepared data folder; a one-line error if it is not one."""
+    manifest_path = Path(data) / "manifest.json"
+    if not manifest_path.is_file():
+        raise LlmrecError(f"{data}: not a prepared data folder (no manifest.json); run `llmrec prepare --out {data}`")
+    try:
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LlmrecError(f"{manifest_path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def load_task_splits(data: Path, tasks: list[str]) -> dict[str, Any]:
+    """task -> DatasetDict(train/valid/test) from ``data/sft/TASK``."""
+    from datasets import load_from_disk
+
+    out = {}
+    for task in tasks:
+        folder = Path(data) / "sft" / task
+        if not folder.is_dir():
+            raise LlmrecError(f"{data}: has no sft/{task}; prepare it with --tasks including {task}")
+        out[task] = load_from_disk(str(folder))
+    return out
+
+
+def mix(splits: dict[str, Any], weights: dict[str, float], seed: int, limit: int | None = None):
+    """The training mixture: each task's train rows repeated ``floor(w)`` times plus a random
+    ``w - floor(w)`` fraction, shuffled; only ``prompt`` and ``completion`` are kept.
+
+    ``limit`` keeps the first rows of the shuffled mixture (a run of ``max_steps`` sees no more),
+    so a short run does not tokenize tens of thousands of rows it never uses.
+    """
+    import numpy as np
+    from datasets import concatenate_datasets
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for task, weight in weights.items():
+        rows = splits[task]["train"].select_columns(["prompt", "completion"])
+        n = len(rows)
+        if n == 0:
+            raise LlmrecError(f"sft/{task}: the train split is empty; drop the task or prepare more data")
+        whole, frac = int(weight), weight - int(weight)
+        index = np.concatenate([np.tile(np.arange(n), whole), rng.choice(n, round(frac * n), replace=False)])
+        parts.append(rows.select(index.astype(int)))
+    mixed = concatenate_datasets(parts).shuffle(seed=seed)
+    if limit is not None and limit < len(mixed):
+        mixed = mixed.select(range(limit))
+    return mixed
+
+
+def valid_sets(splits: dict[str, Any], max_samples: int, seed: int) -> dict[str, Any]:
+    """task -> up to ``max_samples`` valid rows (a seeded random subset; 0 = all)."""
+    out = {}
+    for task, dd in splits.items():
+        rows = dd["valid"].select_columns(["prompt", "completion"])
+        if max_samples and len(rows) > max_samples:
+            rows = rows.shuffle(seed=seed).select(range(max_samples))
+        if len(rows):
+            out[task] = rows
+    return out
+
+
+def resolve_precision(recipe: Recipe, cuda: bool, bf16_ok: bool) -> str:
+    """fp32 / bf16 / fp16 for this device; ``auto`` picks bf16 on GPUs that have it, fp32 on CPU."""
+    if recipe.precision == "auto":
+        return ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+    if recipe.precision == "fp16" and not cuda:
+        raise LlmrecError(f"recipe '{recipe.name}': precision=fp16 needs a CUDA GPU; use fp32 or auto on CPU")
+    return recipe.precision
+
+
+def lora_config(recipe: Recipe):
+    """The PEFT LoraConfig of a recipe: plain LoRA vLLM can serve (no DoRA, no bias, no saved modules)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=recipe.target_modules,
+        bias="none",
+        use_dora=False,
+        modules_to_save=None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_base(name: str | None, recipe: Recipe, precision: str):
+    """Base model and tokenizer; 4-bit NF4 when the recipe asks (CUDA and bitsandbytes needed)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.models import not_found_message
+
+    path = resolve_model(name)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if recipe.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise LlmrecError(f"recipe '{recipe.name}': load_in_4bit needs a CUDA GPU (bitsandbytes); none found")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise LlmrecError("load_in_4bit needs bitsandbytes: pip install 'llmrec[gpu]'") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
+        )
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise LlmrecError(not_found_message(path, exc)) from None
+    if recipe.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing)
+    return model, tokenizer
+
+
+def _check_tokenizer(tokenizer, prepared: dict[str, Any], base: str) -> None:
+    """The data must have been rendered in this model's chat format (same end-of-answer token)."""
+    expected = prepared.get("tokenizer", {}).get("end_of_answer")
+    eos = tokenizer.eos_token
+    if expected and eos != expected:
+        raise LlmrecError(
+            f"the data was prepared for answers ending in {expected!r}, but {base} ends them with {eos!r}; "
+            f"re-run `llmrec prepare --model {base}`"
+        )
+
+
+def _run_record(options: TrainOptions, base: str, data_sha: str) -> dict[str, Any]:
+    return {"base": base, "data_manifest_sha256": data_sha, "recipe": options.recipe.to_dict()}
+
+
+def _check_resume(work: Path, record: dict[str, Any]) -> None:
+    """A resumed run must be the same run: same base, data and training-defining recipe keys."""
+    path = work / RUN_FILE
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    if old["base"] != record["base"] or old["data_manifest_sha256"] != record["data_manifest_sha256"]:
+        raise LlmrecError(f"{work}: its checkpoints are from another base model or data; use a new --out")
+    changed = [k for k, v in record["recipe"].items() if old["recipe"].get(k) != v and k not in _RESUMABLE_CHANGES]
+    if changed:
+        raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out")
+
+
+def _peak_memory_mib(cuda: bool) -> int:
+    if cuda:
+        import torch
+
+        return int(torch.cuda.max_memory_allocated() / 2**20)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"llmrec": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
+        out[name] = version(name)
+    return out
+
+
+def _cast_adapter(folder: Path, dtype_name: str) -> None:
+    """Re-save the adapter weights in ``dtype_name`` (the shipped adapter uses bf16 to halve its size)."""
+    if dtype_name == "fp32":
+        return
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    path = folder / "adapter_model.safetensors"
+    tensors = {k: v.to(dtype) for k, v in load_file(str(path)).items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any]:
+    """Train an adapter; returns its manifest (also written to ``out/llmrec_adapter.json``).
+
+    Args:
+        options: Data, output folder, recipe and run switches.
+        callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. for logging).
+    """
+    started = time.perf_counter()
+    recipe = options.recipe
+    out = Path(options.out)
+    prepared = read_prepared(options.data)
+    if out.exists() and any(out.iterdir()) and not options.overwrite:
+        raise LlmrecError(f"{out}: exists and is not empty; pass --overwrite to replace it")
+    work = checkpoint_dir(out)
+    base_name = recipe.base or EMBEDDED_MODEL
+    data_sha = sha256_file(Path(options.data) / "manifest.json")
+    record = _run_record(options, base_name, data_sha)
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume_from = None
+    if options.resume:
+        if not work.is_dir() or (resume_from := get_last_checkpoint(str(work))) is None:
+            raise LlmrecError(f"{work}: no checkpoint to resume from; run without --resume")
+        _check_resume(work, record)
+    elif work.is_dir() and any(work.glob("checkpoint-*")) and not options.overwrite:
+        raise LlmrecError(f"{work}: holds checkpoints of an earlier run; pass --resume or --overwrite")
+
+    if not options.progress:
+        from datasets import disable_progress_bars
+
+        disable_progress_bars()  # TRL's tokenization passes print one bar each
+    splits = load_task_splits(options.data, list(recipe.tasks))
+    valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
+
+    import torch
+    from accelerate import PartialState
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(recipe, cuda, cuda and torch.cuda.is_bf16_supported())
+    evaluating = bool(recipe.eval_steps) and bool(valid)
+    # Built before anything asks for the process count: TrainingArguments sets up the process
+    # group (world size, rank) when launched by accelerate/torchrun.
+    config = SFTConfig(
+        output_dir=str(work),
+        completion_only_loss=True,
+        max_length=recipe.max_length,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size * 2,
+        gradient_accumulation_steps=recipe.grad_accum,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup if recipe.warmup < 1 else int(recipe.warmup),
+        weight_decay=recipe.weight_decay,
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps or -1,
+        # TRL 1.x defaults bf16=True, which fails on CPU: always say what precision to use.
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda,
+        # (transformers 5 renamed it activation_checkpointing; TRL still reads the old name)
+        **({"gradient_checkpointing": True} if recipe.gradient_checkpointing else {}),
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=recipe.eval_steps or None,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit or None,
+        load_best_model_at_end=evaluating and recipe.early_stopping_patience > 0,
+        metric_for_best_model="eval_loss" if evaluating else None,
+        greater_is_better=False if evaluating else None,
+        logging_steps=recipe.logging_steps,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        report_to="none",
+        disable_tqdm=not options.progress,
+        dataloader_pin_memory=cuda,
+        ddp_find_unused_parameters=False,
+    )
+    state = PartialState()
+    per_step = recipe.batch_size * recipe.grad_accum * state.num_processes
+    limit = recipe.max_steps * per_step if recipe.max_steps else None
+    train_rows = mix(splits, recipe.tasks, recipe.seed, limit)
+    model, tokenizer = load_base(recipe.base, recipe, precision)
+    _check_tokenizer(tokenizer, prepared, base_name)
+    if state.is_main_process:  # only now: a bad base model or data leaves no checkpoint folder behind
+        if work.is_dir() and not options.resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    state.wait_for_everyone()
+
+    from datasets import concatenate_datasets
+
+    cbs = list(callbacks or [])
+    if evaluating and recipe.early_stopping_patience:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=train_rows,
+        eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+        callbacks=cbs,
+    )
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = {}
+    for task, rows in valid.items():
+        m = trainer.evaluate(rows, metric_key_prefix=f"eval_{task}")
+        metrics[task] = {
+            "samples": len(rows),
+            "loss": float(m[f"eval_{task}_loss"]),
+            "mean_token_accuracy": float(m.get("eval_mean_token_accuracy", float("nan"))),
+        }
+    state.wait_for_everyone()
+    logged_tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
+    steps = trainer.state.global_step
+    seconds = float(result.metrics.get("train_runtime", 0.0))
+    samples = steps * per_step
+    tokens = int(logged_tokens[-1]) if logged_tokens else 0
+    manifest = {
+        "llmrec_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base_model": {
+            "name": base_name,
+            "hub_id": EMBEDDED_HUB_ID if base_name == EMBEDDED_MODEL else (None if Path(base_name).exists() else base_name),
+            "quantization": "nf4-4bit" if recipe.load_in_4bit else None,
+        },
+        "data": {
+            "name": Path(prepared["source"]["data"]).name,
+            "source": prepared["source"]["data"],
+            "catalog_hash": prepared["hashes"]["catalog"],
+            "interactions_hash": prepared["hashes"]["interactions"],
+            "manifest_sha256": data_sha,
+            "item_noun": prepared.get("item_noun"),
+            "tokenizer": prepared.get("tokenizer"),
+        },
+        "templates": {t: prepared["templates"][t] for t in recipe.tasks},
+        "recipe": recipe.to_dict(),
+        "versions": _versions(),
+        "metrics": {"valid": metrics},
+        "training": {
+            "steps": steps,
+            "samples": samples,
+            "tokens": tokens,
+            "seconds": round(seconds, 1),
+            "samples_per_second": samples / seconds if seconds else 0.0,
+            "tokens_per_second": tokens / seconds if seconds else 0.0,
+            "peak_memory_mib": _peak_memory_mib(cuda),
+            "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
+            "precision": precision,
+            "processes": state.num_processes,
+            "resumed_from": Path(resume_from).name if resume_from else None,
+            "stopped_early": bool(
+                recipe.max_steps and steps < recipe.max_steps
+                or not recipe.max_steps and steps < trainer.state.max_steps
+            ),
+            "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
+            if trainer.state.best_model_checkpoint
+            else None,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+    if state.is_main_process:
+        _write_adapter(trainer, out, manifest, options)
+    state.wait_for_everyone()
+    return manifest
+
+
+def _write_adapter(trainer, out: Path, manifest: dict[str, Any], options: TrainOptions) -> None:
+    """Save the PEFT adapter, manifest, recipe and card into a temporary folder, then rename it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(str(tmp))
+        _cast_adapter(tmp, options.recipe.adapter_dtype)
+        config_path = tmp / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        # The hub id when there is one, so PEFT/vLLM users elsewhere can load the base by name.
+        config["base_model_name_or_path"] = manifest["base_model"]["hub_id"] or manifest["base_model"]["name"]
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if problems := servability_problems(config):
+            raise LlmrecError(f"{out}: vLLM could not serve this adapter: {'; '.join(problems)}")
+        manifest["adapter_bytes"] = (tmp / "adapter_model.safetensors").stat().st_size
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        (tmp / RECIPE_FILE).write_text(yaml.safe_dump(options.recipe.to_dict(), sort_keys=False))
+        (tmp / CARD).write_text(model_card(manifest))
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "a")
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not options.keep_checkpoints:
+        shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
+

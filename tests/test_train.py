@@ -1,0 +1,200 @@
+"""`llmrec train` on a toy-weights Llama with the real SmolLM2 tokenizer, one smoke run on the real
+SmolLM2, a kill-and-resume run, and a 2-process `accelerate launch` on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from llmrec.adapter import read_manifest
+from llmrec.cli import main
+from llmrec.recipe import load_recipe, servability_problems
+from llmrec.train import EMBEDDED_HUB_ID, TrainOptions, checkpoint_dir, mix, train
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def toy_recipe(base: Path, **changes):
+    """The quick recipe, shrunk to seconds on the toy model."""
+    small = {"base": str(base), "max_steps": 2, "batch_size": 2, "max_eval_samples": 4, "logging_steps": 1}
+    return load_recipe("quick").replace(**{**small, **changes})
+
+
+def cli_toy_flags(base: Path) -> list[str]:
+    """The same shrunk recipe as flags, for runs through `main` or `accelerate launch`."""
+    return ["--base", str(base), "--set", "batch_size=2", "--set", "max_eval_samples=4", "--set", "logging_steps=1",
+            "--no-progress"]
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") or p.name.endswith(".checkpoints"))
+
+
+def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small: Path, toy_model: Path, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "adapter"
+    manifest = train(TrainOptions(prepared_small, out, toy_recipe(toy_model), progress=False))
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(toy_model), out)
+    assert model.peft_config["default"].r == 8
+    assert read_manifest(out) == json.loads(json.dumps(manifest))
+    data = json.loads((prepared_small / "manifest.json").read_text())
+    assert manifest["data"]["catalog_hash"] == data["hashes"]["catalog"]
+    assert manifest["templates"] == data["templates"]
+    assert manifest["recipe"]["max_steps"] == 2 and manifest["training"]["steps"] == 2
+    assert set(manifest["versions"]) >= {"torch", "transformers", "peft", "trl"}
+    assert set(manifest["metrics"]["valid"]) == {"next_item", "yes_no", "rank", "explain"}
+    assert all(math.isfinite(m["loss"]) for m in manifest["metrics"]["valid"].values())
+    assert manifest["training"]["precision"] == "fp32" and manifest["training"]["tokens"] > 0
+    assert servability_problems(json.loads((out / "adapter_config.json").read_text())) == []
+    assert load_recipe(out / "recipe.yaml") == toy_recipe(toy_model)
+    assert "## Valid-split metrics" in (out / "README.md").read_text()
+    assert leftovers(tmp_path) == []  # no temporary folder, checkpoints removed after success
+
+
+def test_the_mixture_follows_the_task_weights(prepared_small: Path):
+    from llmrec.train import load_task_splits
+
+    splits = load_task_splits(prepared_small, ["next_item", "yes_no"])
+    n_next, n_yes = len(splits["next_item"]["train"]), len(splits["yes_no"]["train"])
+    mixed = mix(splits, {"next_item": 2.0, "yes_no": 0.5}, seed=0)
+    assert len(mixed) == 2 * n_next + round(0.5 * n_yes)
+    assert mixed.column_names == ["prompt", "completion"]
+    assert len(mix(splits, {"next_item": 1.0}, seed=0, limit=5)) == 5
+
+
+def test_early_stopping_stops_on_a_worse_valid_loss(prepared_small: Path, toy_model: Path, tmp_path):
+    # a learning rate of 1.0 makes the valid loss climb: patience 1 must end the run before max_steps
+    recipe = toy_recipe(toy_model, max_steps=8, eval_steps=1, save_steps=1, early_stopping_patience=1,
+                        learning_rate=1.0, tasks={"yes_no": 1.0})
+    run = train(TrainOptions(prepared_small, tmp_path / "a", recipe, progress=False))["training"]
+    assert run["stopped_early"] and run["steps"] < 8
+    assert run["best_checkpoint"] is not None
+
+
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from llmrec.recipe import load_recipe
+from llmrec.train import TrainOptions, train
+
+class KillAtStep3(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:  # after checkpoint-2 was saved, before checkpoint-4
+            os.kill(os.getpid(), signal.SIGKILL)
+
+data, out, base = sys.argv[1:]
+small = {"base": base, "max_steps": 4, "save_steps": 2, "batch_size": 2, "max_eval_samples": 4, "logging_steps": 1}
+train(TrainOptions(Path(data), Path(out), load_recipe("quick").replace(**small), progress=False),
+      callbacks=[KillAtStep3()])
+"""
+
+
+def test_resume_continues_a_killed_run(prepared_small: Path, toy_model: Path, tmp_path: Path):
+    out = tmp_path / "a"
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(prepared_small), str(out), str(toy_model)],
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not out.exists()
+    assert sorted(p.name for p in checkpoint_dir(out).glob("checkpoint-*")) == ["checkpoint-2"]
+
+    argv = ["train", "--data", str(prepared_small), "--out", str(out), "--max-steps", "4", "--set", "save_steps=2"]
+    assert main(argv + cli_toy_flags(toy_model)) == 2  # without --resume the old checkpoints are not clobbered
+    assert main([*argv, *cli_toy_flags(toy_model), "--resume"]) == 0
+    run = read_manifest(out)["training"]
+    assert run["resumed_from"] == "checkpoint-2" and run["steps"] == 4
+    assert not checkpoint_dir(out).exists()
+
+    # resuming gives the weights of a run that was never interrupted
+    whole = tmp_path / "whole"
+    assert main(["train", "--data", str(prepared_small), "--out", str(whole), "--max-steps", "4",
+                 "--set", "save_steps=2", *cli_toy_flags(toy_model)]) == 0
+    resumed, straight = load_file(out / "adapter_model.safetensors"), load_file(whole / "adapter_model.safetensors")
+    assert resumed.keys() == straight.keys()
+    for key in resumed:
+        assert (resumed[key] - straight[key]).abs().max().item() < 1e-5, key
+
+
+def test_resume_refuses_a_changed_recipe(prepared_small: Path, toy_model: Path, tmp_path: Path, capsys):
+    out = tmp_path / "a"
+    argv = ["train", "--data", str(prepared_small), "--out", str(out), *cli_toy_flags(toy_model)]
+    assert main([*argv, "--resume"]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert main([*argv, "--keep-checkpoints"]) == 0
+    assert main([*argv, "--overwrite", "--resume", "--set", "lora_r=16"]) == 2
+    assert "cannot resume with a changed lora_r" in capsys.readouterr().err
+
+
+def test_two_process_accelerate_launch_on_cpu(prepared_small: Path, toy_model: Path, tmp_path: Path):
+    out = tmp_path / "a"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "llmrec",
+           "train", "--data", str(prepared_small), "--out", str(out), "--max-steps", "2", *cli_toy_flags(toy_model)]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = read_manifest(out)["training"]
+    assert run["processes"] == 2 and run["steps"] == 2
+    assert run["samples"] == 2 * 2 * 2  # steps x batch x processes
+    assert done.stdout.count(f"{out}: 2 steps") == 1  # only the main process reports
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "{tmp}"], "not a prepared data folder (no manifest.json)"),
+        (["--base", "llmrec-test-org/no-such-model"], "is not available offline"),
+        (["--tasks", "explain", "--set", "max_steps=1"], None),
+    ],
+)
+def test_bad_train_inputs_are_one_line_errors(prepared_small, tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    base = ["train", "--data", str(prepared_small), "--out", str(tmp_path / "a"), "--no-progress"]
+    if message is None:  # an existing --out is kept
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "x").write_text("keep")
+        message = "exists and is not empty; pass --overwrite"
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "a.checkpoints").exists()
+
+
+def test_data_prepared_for_another_chat_format_is_refused(prepared_small, toy_model, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in prepared_small.iterdir():
+        (other / p.name).symlink_to(p, target_is_directory=p.is_dir())
+    (other / "manifest.json").unlink()
+    manifest = json.loads((prepared_small / "manifest.json").read_text())
+    manifest["tokenizer"]["end_of_answer"] = "</s>"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["train", "--data", str(other), "--out", str(tmp_path / "a"), *cli_toy_flags(toy_model)]
+    assert main(argv) == 2
+    assert "re-run `llmrec prepare --model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_two_lora_steps_on_the_real_smollm2(prepared_small: Path, tmp_path: Path):
+    """Two LoRA steps on the real embedded model: B matrices (zero at init) move, losses stay finite."""
+    recipe = load_recipe("quick").replace(max_steps=2, batch_size=2, max_eval_samples=2, logging_steps=1,
+                                          tasks={"yes_no": 1.0})
+    out = tmp_path / "a"
+    manifest = train(TrainOptions(prepared_small, out, recipe, progress=False))
+    weights = load_file(out / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().max().item() > 0 for v in lora_b)
+    assert all(math.isfinite(v.abs().sum().item()) for v in weights.values())
+    assert math.isfinite(manifest["metrics"]["valid"]["yes_no"]["loss"])
+    assert manifest["base_model"]["hub_id"] == EMBEDDED_HUB_ID
