@@ -1,0 +1,61 @@
+"""The adapter shipped in the package: small, servable, reproducible from its recipe, loads with PEFT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmrec.adapter import MANIFEST, read_manifest, shipped_adapter_dir
+from llmrec.errors import LlmrecError
+from llmrec.prompts import shipped_templates
+from llmrec.recipe import load_recipe, servability_problems
+
+
+def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipe():
+    folder = shipped_adapter_dir()
+    manifest = read_manifest(folder)
+    assert (folder / "adapter_model.safetensors").stat().st_size <= 10_000_000
+    assert servability_problems(json.loads((folder / "adapter_config.json").read_text())) == []
+    assert manifest["recipe"] == load_recipe("shipped").to_dict()
+    assert load_recipe(folder / "recipe.yaml") == load_recipe("shipped")
+    assert manifest["base_model"]["name"] == "smollm2-135m-instruct"
+    assert manifest["training"]["steps"] == load_recipe("shipped").max_steps
+    # trained on prompts rendered by the templates this package ships
+    shipped = {task: tpl.identity() for task, tpl in shipped_templates().items()}
+    assert manifest["templates"] == {task: shipped[task] for task in manifest["templates"]}
+    assert set(manifest["metrics"]["valid"]) == set(load_recipe("shipped").tasks)
+
+
+def test_shipped_adapter_matches_the_embedded_data(ml_small: Path):
+    data = json.loads((ml_small / "manifest.json").read_text())
+    manifest = read_manifest(shipped_adapter_dir())
+    assert manifest["data"]["catalog_hash"] == data["hashes"]["catalog"]
+    assert manifest["data"]["interactions_hash"] == data["hashes"]["interactions"]
+
+
+@pytest.mark.slow
+def test_shipped_adapter_loads_on_the_embedded_model_with_peft(tokenizer):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.models import resolve_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(None))
+    ids = tokenizer("A user watched Toy Story (1995).", return_tensors="pt")
+    with torch.no_grad():
+        before = base(**ids).logits
+    model = PeftModel.from_pretrained(base, shipped_adapter_dir())
+    with torch.no_grad():
+        after = model(**ids).logits
+    assert torch.isfinite(after).all()
+    assert not torch.allclose(before, after)  # the adapter changes the model
+
+
+def test_a_folder_without_the_manifest_is_not_an_adapter(tmp_path: Path):
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(LlmrecError, match=f"not an llmrec adapter \\(no {MANIFEST}\\)"):
+        read_manifest(tmp_path)
