@@ -1,0 +1,167 @@
+"""The transformers backend (CPU or GPU): constrained beam search, label scoring, free generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from llmrec.constrain import TrieLogitsProcessor, TrieTensors
+from llmrec.errors import LlmrecError
+
+
+class HFBackend:
+    """A causal LM (optionally with a LoRA adapter) behind llmrec's backend interface.
+
+    Args:
+        model: A loaded causal LM in eval mode.
+        tokenizer: Its tokenizer.
+        batch_size: Prompts per forward batch.
+    """
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, batch_size: int = 8) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    @classmethod
+    def load(cls, base: str | None, adapter: str | Path | None = None, device: str | None = None) -> HFBackend:
+        """Load the base model (embedded by default), apply ``adapter`` if given, put it on ``device``."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from llmrec.models import not_found_message, resolve_model
+
+        path = resolve_model(base)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except OSError as exc:
+            raise LlmrecError(not_found_message(path, exc)) from None
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter))
+        model.to(device).eval()
+        return cls(model, tokenizer)
+
+    def _encode(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        # left padding: every prompt ends where generation starts
+        self.tokenizer.padding_side = "left"
+        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _generation_config(self, **values):
+        """A fresh config: checkpoints ship top_k/top_p/temperature that would prune beams silently."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            do_sample=False, top_k=None, top_p=None, temperature=None, pad_token_id=self.pad_id,
+            return_dict_in_generate=True, **values,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def top_items(
+        self,
+        prompts: Sequence[str],
+        tensors: TrieTensors,
+        excluded: Sequence[Sequence[int]],
+        allowed: Sequence[Sequence[int] | None] | None = None,
+        k: int = 10,
+        beams: int | None = None,
+        length_normalize: bool = False,
+    ) -> list[list[tuple[int, float]]]:
+        """Top-``k`` distinct catalogue items per prompt by constrained beam search.
+
+        Args:
+            prompts: Rendered prompts ending where the answer starts.
+            tensors: The catalogue index on this model's device.
+            excluded: Per prompt, item positions never to return (e.g. the history).
+            allowed: Per prompt, the only item positions to consider (None = all).
+            k: Items per prompt.
+            beams: Beam width (>= k; default k).
+            length_normalize: Divide the log-probability by the answer length (off by default:
+                it favours long titles, see "Decoding Matters", Bao et al. 2024).
+
+        Returns:
+            Per prompt, up to ``k`` (item position, score) pairs, best first; the score is the
+            answer's log-probability under the model (summed over its tokens unless normalised).
+        """
+        beams = max(beams or k, k)
+        node_ok = tensors.masks(excluded, allowed)
+        reachable = node_ok[:, 0].tolist()
+        depth = max(len(s) for s in tensors.index.sequences)
+        results: list[list[tuple[int, float]]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = list(prompts[start : start + self.batch_size])
+            batch = self._encode(chunk)
+            processor = TrieLogitsProcessor(tensors, node_ok[start : start + len(chunk)], batch["input_ids"].shape[1], beams)
+            from transformers import LogitsProcessorList
+
+            out = self.model.generate(
+                **batch,
+                generation_config=self._generation_config(
+                    num_beams=beams, num_return_sequences=beams, max_new_tokens=depth, early_stopping=True,
+                    length_penalty=1.0 if length_normalize else 0.0, eos_token_id=tensors.end_token,
+                    output_scores=True,  # sequences_scores is only filled with it
+                ),
+                logits_processor=LogitsProcessorList([processor]),
+            )  # fmt: skip
+            generated = out.sequences[:, batch["input_ids"].shape[1] :]
+            nodes = tensors.walk(generated)
+            items = tensors.leaf_item[nodes.clamp(min=0)].masked_fill(nodes < 0, -1).tolist()
+            scores = out.sequences_scores.tolist()
+            for r in range(len(chunk)):
+                picked: list[tuple[int, float]] = []
+                for item, score in zip(items[r * beams : (r + 1) * beams], scores[r * beams : (r + 1) * beams]):
+                    if item >= 0 and reachable[start + r] and item not in {i for i, _ in picked}:
+                        picked.append((int(item), float(score)))
+                results.append(sorted(picked, key=lambda p: -p[1])[:k])
+        return results
+
+    @torch.no_grad()
+    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> list[list[float]]:
+        """Raw log-probabilities of ``token_ids`` as the first answer token, per prompt."""
+        out = []
+        ids = torch.as_tensor(list(token_ids), device=self.device)
+        for start in range(0, len(prompts), self.batch_size):
+            batch = self._encode(prompts[start : start + self.batch_size])
+            logits = self.model(**batch).logits[:, -1, :].float()
+            out.extend(torch.log_softmax(logits, dim=-1)[:, ids].tolist())
+        return out
+
+    @torch.no_grad()
+    def sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Summed log-probability of each continuation (token ids) after each prompt (teacher forcing)."""
+        out = []
+        for prompt in prompts:
+            row = []
+            for cont in continuations:
+                batch = self._encode([prompt])
+                n = batch["input_ids"].shape[1]
+                ids = torch.cat([batch["input_ids"], torch.as_tensor([list(cont)], device=self.device)], dim=1)
+                logits = self.model(input_ids=ids).logits[0, n - 1 : -1].float()
+                row.append(float(torch.log_softmax(logits, -1)[torch.arange(len(cont)), torch.as_tensor(cont)].sum()))
+            out.append(row)
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 80, end: str | None = None) -> list[str]:
+        """Free greedy generation (for explanations): the text up to the end-of-answer token."""
+        end_id = self.tokenizer.convert_tokens_to_ids(end or self.tokenizer.eos_token)
+        texts = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = self._encode(prompts[start : start + self.batch_size])
+            out = self.model.generate(
+                **batch, generation_config=self._generation_config(max_new_tokens=max_new_tokens, eos_token_id=end_id)
+            )
+            new = out.sequences[:, batch["input_ids"].shape[1] :]
+            texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+        return [t.strip() for t in texts]
+
