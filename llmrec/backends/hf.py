@@ -85,7 +85,7 @@ class HFBackend:
             excluded: Per prompt, item positions never to return (e.g. the history).
             allowed: Per prompt, the only item positions to consider (None = all).
             k: Items per prompt.
-            beams: Beam width (>= k; default k).
+            beams: Beam width (at least k and 2; default max(k, 2)).
             length_normalize: Divide the log-probability by the answer length (off by default:
                 it favours long titles, see "Decoding Matters", Bao et al. 2024).
 
@@ -93,7 +93,7 @@ class HFBackend:
             Per prompt, up to ``k`` (item position, score) pairs, best first; the score is the
             answer's log-probability under the model (summed over its tokens unless normalised).
         """
-        beams = max(beams or k, k)
+        beams = max(beams or k, k, 2)  # one beam would be greedy search, which reports no sequence scores
         node_ok = tensors.masks(excluded, allowed)
         reachable = node_ok[:, 0].tolist()
         depth = max(len(s) for s in tensors.index.sequences)

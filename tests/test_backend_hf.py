@@ -1,0 +1,100 @@
+"""Constrained decoding through the transformers backend, on a toy Llama with the real tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmrec.backends import renormalize_yes
+from llmrec.backends.hf import HFBackend
+from llmrec.constrain import TrieTensors
+from llmrec.index import CatalogIndex, answer_tokens
+from llmrec.prompts import PromptRenderer
+
+
+@pytest.fixture(scope="module")
+def catalog(prepared_small: Path) -> pd.DataFrame:
+    return pd.read_parquet(prepared_small / "catalog.parquet")
+
+
+@pytest.fixture(scope="module")
+def backend(toy_model: Path) -> HFBackend:
+    return HFBackend.load(str(toy_model), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def renderer(backend) -> PromptRenderer:
+    return PromptRenderer(backend.tokenizer, 512)
+
+
+@pytest.fixture(scope="module")
+def tensors(backend, catalog, renderer) -> TrieTensors:
+    prefix = renderer.chat("system", "user")
+    return TrieTensors(CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix))
+
+
+def prompt_for(renderer: PromptRenderer, titles: list[str]) -> str:
+    return renderer.chat("You recommend movies.", "Watched: " + "; ".join(titles) + ". Next?")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 9000), min_size=1, max_size=8, unique=True), st.integers(1, 6))
+def test_every_item_is_in_the_catalogue_and_never_in_the_history(backend, tensors, catalog, renderer, history, k):
+    titles = catalog["title"].tolist()
+    prompt = prompt_for(renderer, [titles[i] for i in history])
+    [got] = backend.top_items([prompt], tensors, excluded=[history], k=k)
+    assert len(got) == k
+    assert all(0 <= item < len(titles) for item, _ in got)
+    assert not {item for item, _ in got} & set(history)
+    assert len({item for item, _ in got}) == k  # distinct items
+    scores = [s for _, s in got]
+    assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
+
+
+def test_candidates_only_and_same_output_twice(backend, tensors, renderer):
+    prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Casino (1995)", "Heat (1995)"])]
+    allowed = [[3, 17, 99, 1000], [5]]
+    first = backend.top_items(prompts, tensors, excluded=[[], []], allowed=allowed, k=4)
+    assert {i for i, _ in first[0]} == {3, 17, 99, 1000} and [i for i, _ in first[1]] == [5]
+    assert backend.top_items(prompts, tensors, excluded=[[], []], allowed=allowed, k=4) == first
+
+
+def test_scores_are_the_answer_log_probabilities(backend, tensors, renderer):
+    """Beam scores (no length normalisation) equal teacher-forced log-probs of the item's tokens."""
+    prompt = prompt_for(renderer, ["Heat (1995)"])
+    [got] = backend.top_items([prompt], tensors, excluded=[[]], k=3)
+    sequences = [tensors.index.sequences[item] for item, _ in got]
+    [forced] = backend.sequence_logprobs([prompt], sequences)
+    for (_, score), expected in zip(got, forced):
+        assert score == pytest.approx(expected, abs=1e-3)
+
+
+def test_an_item_added_at_run_time_is_reachable(backend, tensors, renderer):
+    tok = backend.tokenizer
+    prefix = renderer.chat("system", "user")
+    title = "Zyzzyva Quarterly: The Film (2031)"
+    bigger = tensors.index.with_items(["new-1"], [title], answer_tokens(tok, [title], prefix, tok.eos_token))
+    new = len(bigger) - 1
+    [got] = backend.top_items([prompt_for(renderer, ["Heat (1995)"])], TrieTensors(bigger), [[]], [[new]], k=1)
+    assert got[0][0] == new and bigger.titles[new] == title
+
+
+def test_yes_no_probabilities_are_renormalised(backend, renderer):
+    tok = backend.tokenizer
+    prefix = renderer.chat("s", "u")
+    yes, no = (answer_tokens(tok, [label], prefix, "")[0] for label in ("Yes", "No"))
+    assert len(yes) == len(no) == 1  # single tokens for SmolLM2: next-token scoring applies
+    prompts = [renderer.chat("Answer Yes or No.", f"Will the user like {t}?") for t in ("Heat (1995)", "Up (2009)")]
+    rows = backend.next_token_logprobs(prompts, [yes[0], no[0]])
+    for (ly, ln) in rows:
+        p = renormalize_yes(ly, ln)
+        assert 0.0 <= p <= 1.0
+        assert p + renormalize_yes(ln, ly) == pytest.approx(1.0)
+    # the same numbers through full-sequence scoring
+    forced = backend.sequence_logprobs(prompts, [yes, no])
+    assert torch.allclose(torch.tensor(rows), torch.tensor(forced), atol=1e-4)
