@@ -1,0 +1,270 @@
+"""The Python API: ``Recommender.load(...)`` then ``recommend``, ``predict_yes_no``, ``explain``, ``rank``.
+
+Mirrors the CLI one to one. Prompts are rendered with the same templates and renderer as the
+training samples, and every recommended item comes out of the catalogue index.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec.adapter import MANIFEST as ADAPTER_MANIFEST
+from llmrec.adapter import read_manifest, shipped_adapter_dir
+from llmrec.backends import renormalize_yes
+from llmrec.errors import LlmrecError
+from llmrec.grounding import GroundingChecker
+from llmrec.index import CatalogIndex, answer_tokens
+from llmrec.prompts import PromptRenderer, domain_words, shipped_templates
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class Recommendation:
+    """One recommended item."""
+
+    item_id: str
+    title: str
+    score: float  # log-probability of the answer (next item), or p(yes), or a label log-probability
+    explanation: str | None = None
+    grounded: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"item_id": self.item_id, "title": self.title, "score": round(self.score, 6)}
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
+            out["grounded"] = self.grounded
+        return out
+
+
+def load_data(data: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Catalogue, interactions and settings from a prepared folder, or from raw data (cleaned and
+    split in memory with prepare's defaults, which is what the shipped adapter was trained on)."""
+    from llmrec import data as datasets_io
+
+    data = data or datasets_io.EMBEDDED
+    folder = Path(data)
+    if (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        catalog = pd.read_parquet(folder / "catalog.parquet")
+        interactions = pd.read_parquet(folder / "interactions.parquet")
+        return catalog, interactions, manifest
+    from llmrec.data.clean import CleanOptions, clean
+    from llmrec.data.split import leave_one_out
+    from llmrec.prepare import table_hash
+
+    raw = datasets_io.load(str(data))
+    catalog, interactions, _ = clean(raw, CleanOptions())
+    interactions, _ = leave_one_out(interactions)
+    info = {
+        "item_noun": raw.item_noun,
+        "samples": {"max_length": 512, "max_history": 20},
+        "hashes": {"catalog": table_hash(catalog, ["item_id", "title"])},
+        "source": {"data": raw.source},
+    }
+    return catalog, interactions, info
+
+
+class Recommender:
+    """Recommendations, yes/no probabilities, explanations and rankings from one model and catalogue."""
+
+    def __init__(self, backend, catalog: pd.DataFrame, interactions: pd.DataFrame | None, info: dict[str, Any],
+                 adapter: dict[str, Any] | None = None) -> None:  # fmt: skip
+        self.backend = backend
+        self.catalog = catalog.reset_index(drop=True)
+        self.interactions = interactions
+        self.info = info
+        self.adapter = adapter
+        self.templates = shipped_templates()
+        tokenizer = backend.tokenizer
+        samples = info.get("samples", {})
+        self.max_history = int(samples.get("max_history", 20))
+        self.renderer = PromptRenderer(tokenizer, int(samples.get("max_length", 512)))
+        self.words = domain_words(info.get("item_noun") or "item")
+        self.titles = self.catalog["title"].tolist()
+        self.item_ids = self.catalog["item_id"].astype(str).tolist()
+        self.position = {item: i for i, item in enumerate(self.item_ids)}
+        self.by_title = {t: i for i, t in enumerate(self.titles)}
+        self.by_norm = {self._norm(t): i for i, t in enumerate(self.titles)}
+        prefix = self.renderer.chat("system", "user")
+        answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
+        self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
+        from llmrec.constrain import TrieTensors
+
+        self.tensors = TrieTensors(self.index, backend.device)
+        self.checker = GroundingChecker(self.titles)
+        labels = self.templates["yes_no"].labels
+        self.yes_no_ids = [answer_tokens(tokenizer, [labels[k]], prefix, "")[0] for k in ("yes", "no")]
+        self.rank_labels = list(self.templates["rank"].labels)
+        self.rank_ids = [answer_tokens(tokenizer, [label], prefix, "")[0] for label in self.rank_labels]
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, data: str | Path | None = None, backend: str = "hf",
+             device: str | None = None) -> Recommender:  # fmt: skip
+        """Load a model and a catalogue.
+
+        Args:
+            model: An llmrec adapter folder, or a base model (HF id or folder) used without an
+                adapter. Default: the adapter shipped in the package.
+            data: A prepared folder, or raw data as ``prepare --data`` takes it. Default: the
+                embedded ml-latest-small.
+            backend: ``hf`` (transformers, CPU or GPU) or ``vllm`` (GPU).
+            device: ``cpu``/``cuda``; default CUDA when available.
+        """
+        adapter_dir = Path(model) if model is not None else shipped_adapter_dir()
+        adapter = read_manifest(adapter_dir) if (adapter_dir / ADAPTER_MANIFEST).is_file() else None
+        base = adapter["base_model"]["name"] if adapter else str(model)
+        catalog, interactions, info = load_data(data)
+        if adapter and adapter["data"]["catalog_hash"] != info["hashes"]["catalog"]:
+            warnings.warn(
+                "the catalogue differs from the one the adapter was trained on: new items are reachable but the "
+                "model has never seen them", stacklevel=2,
+            )  # fmt: skip
+        if backend == "hf":
+            from llmrec.backends.hf import HFBackend
+
+            engine = HFBackend.load(base, adapter_dir if adapter else None, device)
+        elif backend == "vllm":
+            from llmrec.backends.vllm import VLLMBackend
+
+            engine = VLLMBackend.load(base, adapter_dir if adapter else None)
+        else:
+            raise LlmrecError(f"unknown backend '{backend}' (known: hf, vllm)")
+        return cls(engine, catalog, interactions, info, adapter)
+
+    @staticmethod
+    def _norm(title: str) -> str:
+        return _SPACE.sub(" ", title).strip().casefold()
+
+    def resolve(self, refs: Sequence[str | int]) -> list[int]:
+        """Catalogue positions of item ids or titles: exact title, then case/space-insensitive."""
+        out = []
+        for ref in refs:
+            text = str(ref)
+            if text in self.position:
+                out.append(self.position[text])
+            elif text in self.by_title:
+                out.append(self.by_title[text])
+            elif self._norm(text) in self.by_norm:
+                out.append(self.by_norm[self._norm(text)])
+            else:
+                close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5)
+                hint = f"; close matches: {'; '.join(close)}" if close else ""
+                raise LlmrecError(f"'{text}': no such item id or title in the catalogue{hint}")
+        return out
+
+    def user_history(self, user_id: str) -> list[int]:
+        """A known user's whole history (every split), oldest first, as catalogue positions."""
+        if self.interactions is None:
+            raise LlmrecError("this catalogue has no interactions: pass the history instead of a user")
+        rows = self.interactions[self.interactions["user_id"].astype(str) == str(user_id)]
+        if rows.empty:
+            raise LlmrecError(f"user '{user_id}' is not in the data")
+        return [self.position[str(i)] for i in rows.sort_values("seq")["item_id"]]
+
+    def _prompt(self, task: str, history: list[int], extra: dict[str, Any]) -> str:
+        template = self.templates[task]
+        history = history[-self.max_history :]
+
+        def context(kept):
+            return {**self.words, "history": [self.titles[i] for i in kept], **extra}
+
+        fitted = self.renderer.fit(template, history, context, "")
+        if fitted is None:
+            raise LlmrecError(f"the {task} prompt does not fit the token budget even without history")
+        return fitted[0]
+
+    def recommend(self, history: Sequence[str | int], k: int = 10, explain: bool = False,
+                  exclude_history: bool = True, length_normalize: bool = False) -> list[Recommendation]:  # fmt: skip
+        """The top-``k`` catalogue items to come next after ``history`` (ids or titles)."""
+        return self.recommend_many([history], k, explain, exclude_history, length_normalize)[0]
+
+    def recommend_many(self, histories: Sequence[Sequence[str | int]], k: int = 10, explain: bool = False,
+                       exclude_history: bool = True, length_normalize: bool = False) -> list[list[Recommendation]]:  # fmt: skip
+        """``recommend`` for a batch of histories."""
+        if k < 1:
+            raise LlmrecError(f"k must be >= 1, got {k}")
+        positions = [self.resolve(h) for h in histories]
+        prompts = [self._prompt("next_item", h, {}) for h in positions]
+        excluded = [h if exclude_history else [] for h in positions]
+        ranked = self.backend.top_items(prompts, self.tensors, excluded, k=k, length_normalize=length_normalize)
+        out = []
+        for h, items in zip(positions, ranked):
+            recs = [Recommendation(self.item_ids[i], self.titles[i], s) for i, s in items]
+            if explain:
+                for rec, text in zip(recs, self._explain_many(h, [self.position[r.item_id] for r in recs])):
+                    rec.explanation, rec.grounded = text["text"], text["grounded"]
+            out.append(recs)
+        return out
+
+    def predict_yes_no(self, history: Sequence[str | int], item: str | int,
+                       disliked: Sequence[str | int] = ()) -> float:  # fmt: skip
+        """p(the user likes ``item``), renormalised over the template's Yes and No answers."""
+        return self.predict_yes_no_many([(history, item, disliked)])[0]
+
+    def predict_yes_no_many(self, requests: Sequence[tuple[Sequence, str | int, Sequence]]) -> list[float]:
+        """``predict_yes_no`` for a batch of (history, item, disliked) requests."""
+        prompts = []
+        for history, item, disliked in requests:
+            liked, bad, [target] = self.resolve(history), self.resolve(disliked), self.resolve([item])
+            events = [(i, True) for i in liked] + [(i, False) for i in bad]
+            events = events[-self.max_history :]
+            template = self.templates["yes_no"]
+
+            def context(kept, title=self.titles[target]):
+                return {**self.words, "liked": [self.titles[i] for i, ok in kept if ok],
+                        "disliked": [self.titles[i] for i, ok in kept if not ok], "target": title}  # fmt: skip
+
+            fitted = self.renderer.fit(template, events, context, "")
+            if fitted is None:
+                raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
+            prompts.append(fitted[0])
+        yes, no = self.yes_no_ids
+        if len(yes) == 1 and len(no) == 1:
+            rows = self.backend.next_token_logprobs(prompts, [yes[0], no[0]])
+        else:  # multi-token labels: score both full answers
+            rows = self.backend.sequence_logprobs(prompts, [yes, no])
+        return [renormalize_yes(a, b) for a, b in rows]
+
+    def explain(self, history: Sequence[str | int], item: str | int) -> dict[str, Any]:
+        """A generated explanation of recommending ``item``, with its grounding check."""
+        return self._explain_many(self.resolve(history), self.resolve([item]))[0]
+
+    def _explain_many(self, history: list[int], items: list[int]) -> list[dict[str, Any]]:
+        prompts = [self._prompt("explain", history, {"target": self.titles[i]}) for i in items]
+        texts = self.backend.generate(prompts, max_new_tokens=80)
+        shown = [self.titles[i] for i in history[-self.max_history :]]
+        out = []
+        for item, text in zip(items, texts):
+            g = self.checker.check(text, shown, self.titles[item])
+            out.append({"text": text, "grounded": g.grounded, "cited": g.cited, "invented": g.invented})
+        return out
+
+    def rank(self, history: Sequence[str | int], candidates: Sequence[str | int]) -> list[Recommendation]:
+        """``candidates`` ordered best first, scored in one pass.
+
+        Up to as many candidates as the rank template has labels (20): the label log-probability
+        of each at the answer position. More: the catalogue index restricted to the candidates.
+        """
+        positions, cands = self.resolve(history), self.resolve(candidates)
+        if len(set(cands)) != len(cands) or not cands:
+            raise LlmrecError("candidates must be distinct and at least one")
+        if len(cands) <= len(self.rank_labels) and all(len(ids) == 1 for ids in self.rank_ids):
+            pairs = [(self.rank_labels[j], self.titles[c]) for j, c in enumerate(cands)]
+            prompt = self._prompt("rank", positions, {"candidates": pairs})
+            [row] = self.backend.next_token_logprobs([prompt], [ids[0] for ids in self.rank_ids[: len(cands)]])
+            scored = list(zip(cands, row))
+        else:
+            prompt = self._prompt("next_item", positions, {})
+            [scored] = self.backend.top_items([prompt], self.tensors, [[]], [cands], k=len(cands))
+        scored.sort(key=lambda p: -p[1])
+        return [Recommendation(self.item_ids[i], self.titles[i], float(s)) for i, s in scored]
