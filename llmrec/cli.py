@@ -183,6 +183,100 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="an llmrec adapter folder, or a base model (default: the shipped adapter)")
+    p.add_argument("--data", help="a prepared folder or raw data as prepare takes it (default: embedded ml-latest-small)")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="inference engine (default: hf)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+
+def _add_recommend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recommend",
+        help="top-k catalogue items for a user or a history, optionally explained",
+        description="Recommend the next items by beam search constrained to the catalogue (every item exists). "
+        "The history's own items are never recommended.",
+    )
+    _add_inference_options(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user id of the data: their whole history is used")
+    who.add_argument("--history", nargs="+", metavar="ITEM", help="item ids or titles, oldest first")
+    p.add_argument("-k", type=int, default=10, help="how many items (default: 10)")
+    p.add_argument("--explain", action="store_true", help="add a generated, grounding-checked explanation")
+    p.add_argument("--json", action="store_true", help='print {"items": [{"item_id", "title", "score", ...}]}')
+    p.set_defaults(run=run_recommend)
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    """Run ``llmrec recommend``."""
+    import json
+    import warnings
+
+    from llmrec.recommender import Recommender
+
+    if args.k < 1:
+        raise LlmrecError(f"-k must be >= 1, got {args.k}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec = Recommender.load(args.model, args.data, args.backend, args.device)
+    for w in caught:
+        if w.category is UserWarning and "catalogue differs" in str(w.message):
+            print(f"llmrec: note: {w.message}", file=sys.stderr)
+    history = rec.user_history(args.user) if args.user is not None else args.history
+    items = rec.recommend(history, args.k, explain=args.explain)
+    if args.json:
+        print(json.dumps({"items": [i.to_dict() for i in items]}, ensure_ascii=False))
+        return 0
+    who = f"user {args.user}" if args.user is not None else "this history"
+    shown = rec.resolve(history)[-rec.max_history :]
+    print(f"Top {len(items)} for {who} ({len(history)} items; the newest {len(shown)} in the prompt, newest last):")
+    for pos in shown[-5:]:
+        print(f"  - {rec.titles[pos]}")
+    for n, item in enumerate(items, 1):
+        print(f"{n:>3}. {item.title}  [{item.item_id}]  log-prob {item.score:.2f}")
+        if item.explanation is not None:
+            mark = "grounded" if item.grounded else "NOT grounded: names an item outside the history"
+            print(f"     why ({mark}): {item.explanation}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from llmrec.predict import PREDICT_TASKS
+
+    p = sub.add_parser(
+        "predict",
+        help="batch answers for a JSONL file of requests (resumable)",
+        description="Answer every request of --input (one JSON object a line: id, history, and target or "
+        "candidates) into --output. Re-running skips ids already answered; a bad line is reported and skipped.",
+    )
+    _add_inference_options(p)
+    p.add_argument("--input", required=True, type=Path, help="requests, JSONL")
+    p.add_argument("--output", required=True, type=Path, help="answers, JSONL (appended; existing ids skipped)")
+    p.add_argument("--task", required=True, choices=PREDICT_TASKS)
+    p.add_argument("-k", type=int, default=10, help="next_item: items per request unless it says k (default: 10)")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per model batch (default: 8)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``llmrec predict``."""
+    from llmrec.predict import run_predict as predict
+    from llmrec.recommender import Recommender
+
+    if args.k < 1 or args.batch_size < 1:
+        raise LlmrecError("-k and --batch-size must be >= 1")
+    if not args.input.is_file():
+        raise LlmrecError(f"{args.input}: no such file")
+    rec = Recommender.load(args.model, args.data, args.backend, args.device)
+    counts = predict(rec, args.task, args.input, args.output, args.k, args.batch_size, not args.no_progress)
+    print(
+        f"{args.output}: {counts['answered']} answered, {counts['skipped_done']} already there, "
+        f"{counts['bad']} bad request(s) skipped"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
     parser = argparse.ArgumentParser(
@@ -192,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_prepare(sub)
     _add_train(sub)
+    _add_recommend(sub)
+    _add_predict(sub)
     return parser
 
 

@@ -162,14 +162,14 @@ class Recommender:
                 raise LlmrecError(f"'{text}': no such item id or title in the catalogue{hint}")
         return out
 
-    def user_history(self, user_id: str) -> list[int]:
-        """A known user's whole history (every split), oldest first, as catalogue positions."""
+    def user_history(self, user_id: str) -> list[str]:
+        """A known user's whole history (every split), oldest first, as item ids."""
         if self.interactions is None:
             raise LlmrecError("this catalogue has no interactions: pass the history instead of a user")
         rows = self.interactions[self.interactions["user_id"].astype(str) == str(user_id)]
         if rows.empty:
             raise LlmrecError(f"user '{user_id}' is not in the data")
-        return [self.position[str(i)] for i in rows.sort_values("seq")["item_id"]]
+        return [str(i) for i in rows.sort_values("seq")["item_id"]]
 
     def _prompt(self, task: str, history: list[int], extra: dict[str, Any]) -> str:
         template = self.templates[task]
