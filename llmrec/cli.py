@@ -183,6 +183,14 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_loading() -> None:
+    """No per-tensor loading bars: recommend/predict print results (and one-line errors) only."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="an llmrec adapter folder, or a base model (default: the shipped adapter)")
     p.add_argument("--data", help="a prepared folder or raw data as prepare takes it (default: embedded ml-latest-small)")
@@ -216,6 +224,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise LlmrecError(f"-k must be >= 1, got {args.k}")
+    _quiet_loading()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rec = Recommender.load(args.model, args.data, args.backend, args.device)
@@ -268,6 +277,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise LlmrecError("-k and --batch-size must be >= 1")
     if not args.input.is_file():
         raise LlmrecError(f"{args.input}: no such file")
+    _quiet_loading()
     rec = Recommender.load(args.model, args.data, args.backend, args.device)
     counts = predict(rec, args.task, args.input, args.output, args.k, args.batch_size, not args.no_progress)
     print(
