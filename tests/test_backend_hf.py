@@ -98,3 +98,24 @@ def test_yes_no_probabilities_are_renormalised(backend, renderer):
     # the same numbers through full-sequence scoring
     forced = backend.sequence_logprobs(prompts, [yes, no])
     assert torch.allclose(torch.tensor(rows), torch.tensor(forced), atol=1e-4)
+
+
+def test_engine_agnostic_beam_search_is_exact_when_wide(backend, tensors, renderer):
+    """The search the vLLM backend runs, with this backend as the engine: with beams >= candidates
+    it must return the brute-force top-k by the answers' log-probabilities."""
+    from llmrec.beam import beam_search
+
+    index = tensors.index
+    prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Toy Story (1995)"])]
+    allowed = [list(range(40, 70)), list(range(500, 520))]
+    masks = [index.node_mask([], a) for a in allowed]
+    got = beam_search(backend.step_fn(prompts), index, masks, k=5, beams=30)
+    for prompt, cands, result in zip(prompts, allowed, got):
+        [forced] = backend.sequence_logprobs([prompt], [index.sequences[i] for i in cands])
+        best = sorted(zip(cands, forced), key=lambda p: -p[1])[:5]
+        assert [i for i, _ in result] == [i for i, _ in best]
+        assert [s for _, s in result] == pytest.approx([s for _, s in best], abs=1e-3)
+    # and with the default width it agrees with transformers' own constrained beam search on the top item
+    [ours] = beam_search(backend.step_fn(prompts[:1]), index, masks[:1], k=3)
+    [theirs] = backend.top_items(prompts[:1], tensors, [[]], [allowed[0]], k=3)
+    assert ours[0][0] == theirs[0][0]

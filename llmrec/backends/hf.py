@@ -165,3 +165,29 @@ class HFBackend:
             texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
         return [t.strip() for t in texts]
 
+
+    def step_fn(self, prompts: Sequence[str]):
+        """A ``beam.StepFn`` over ``prompts``: raw log-probs of candidate tokens after prompt + prefix."""
+        import numpy as np
+
+        self.tokenizer.padding_side = "left"
+        heads = self.tokenizer(list(prompts))["input_ids"]
+
+        @torch.no_grad()
+        def step(queries):
+            out = []
+            for start in range(0, len(queries), self.batch_size):
+                chunk = queries[start : start + self.batch_size]
+                rows = [heads[r] + list(tokens) for r, tokens, _ in chunk]
+                width = max(len(x) for x in rows)
+                ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for i, x in enumerate(rows):
+                    ids[i, width - len(x) :] = torch.as_tensor(x)
+                    mask[i, width - len(x) :] = 1
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits[:, -1]
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                out.extend(logprobs[i, np.asarray(cands)] for i, (_, _, cands) in enumerate(chunk))
+            return out
+
+        return step
