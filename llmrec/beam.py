@@ -73,9 +73,8 @@ def beam_search(
             alive[r] = candidates[r][:width]
             finished = sorted(done[r], key=lambda d: -rank(d[1], d[2]))
             # Raw log-probs only fall as an answer grows: once k answers beat every live beam, stop.
-            if not length_normalize and len(finished) >= k and alive[r]:
-                if finished[k - 1][1] >= alive[r][0].score:
-                    alive[r] = []
+            if not length_normalize and len(finished) >= k and alive[r] and finished[k - 1][1] >= alive[r][0].score:
+                alive[r] = []
     out = []
     for r in range(n):
         best = sorted(done[r], key=lambda d: -rank(d[1], d[2]))[:k]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -234,3 +235,29 @@ class CatalogIndex:
     def item_at(self, node: int) -> int:
         """The item position a finished answer ends at, or -1."""
         return int(self.trie.leaf_item[node])
+
+    def save_arrays(self, path: str | Path) -> None:
+        """Write the trie arrays (what a vLLM worker needs to walk and mask, no titles)."""
+        trie = self.trie
+        np.savez(
+            path, token=trie.token, parent=trie.parent, child_ptr=trie.child_ptr, lo=trie.lo, hi=trie.hi,
+            leaf_item=trie.leaf_item, order=trie.order, edge_key=trie.edge_key, vocab=np.int64(trie.vocab),
+            end_token=np.int64(self.end_token),
+        )  # fmt: skip
+
+    @classmethod
+    def load_arrays(cls, path: str | Path) -> CatalogIndex:
+        """An index from ``save_arrays``: it walks, masks and excludes; titles are the item positions."""
+        z = np.load(path)
+        trie = TrieArrays(
+            z["token"], z["parent"], z["child_ptr"], z["lo"], z["hi"], z["leaf_item"], z["order"], z["edge_key"],
+            int(z["vocab"]),
+        )  # fmt: skip
+        index = cls.__new__(cls)  # skips tokenizing and building: the arrays are the index
+        index.trie, index.vocab, index.end_token = trie, trie.vocab, int(z["end_token"])
+        index.item_ids = [str(i) for i in range(len(trie.order))]
+        index.titles, index.sequences = list(index.item_ids), []
+        index.position = {item: i for i, item in enumerate(index.item_ids)}
+        index.rank = np.empty(len(trie.order), dtype=np.int64)
+        index.rank[trie.order] = np.arange(len(trie.order))
+        return index
