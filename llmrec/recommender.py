@@ -141,6 +141,29 @@ class Recommender:
             raise LlmrecError(f"unknown backend '{backend}' (known: hf, vllm)")
         return cls(engine, catalog, interactions, info, adapter)
 
+    def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:
+        """Make new items recommendable at once (cold start): no retraining, the index grows."""
+        if len(item_ids) != len(titles):
+            raise LlmrecError("add_items: one title per item id")
+        for title in titles:
+            if title in self.by_title:
+                raise LlmrecError(f"'{title}': a catalogue item already has this title")
+        prefix = self.renderer.chat("system", "user")
+        answers = [self.templates["next_item"].render_answer({"target": t}) for t in titles]
+        tokenizer = self.backend.tokenizer
+        self.index = self.index.with_items(list(map(str, item_ids)), answers,
+                                           answer_tokens(tokenizer, answers, prefix, tokenizer.eos_token))  # fmt: skip
+        from llmrec.constrain import TrieTensors
+
+        self.tensors = TrieTensors(self.index, self.backend.device)
+        for item, title in zip(item_ids, titles):
+            self.position[str(item)] = len(self.titles)
+            self.by_title[title] = len(self.titles)
+            self.by_norm[self._norm(title)] = len(self.titles)
+            self.item_ids.append(str(item))
+            self.titles.append(title)
+        self.checker = GroundingChecker(self.titles)
+
     @staticmethod
     def _norm(title: str) -> str:
         return _SPACE.sub(" ", title).strip().casefold()

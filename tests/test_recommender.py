@@ -102,3 +102,13 @@ def test_cli_predict_skips_bad_lines_and_resumes(toy_model: Path, prepared_small
     assert main(argv) == 0
     assert "1 answered, 1 already there" in capsys.readouterr().out
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "c"]
+
+
+def test_items_added_at_run_time_can_be_recommended(toy_model: Path, prepared_small: Path):
+    rec = Recommender.load(str(toy_model), prepared_small, device="cpu")
+    rec.add_items(["new-1"], ["Zyzzyva Quarterly: The Film (2031)"])
+    assert rec.resolve(["zyzzyva quarterly: the film (2031)"]) == [len(rec.titles) - 1]
+    ranked = rec.rank(["Toy Story (1995)"], ["new-1"] + [str(i) for i in rec.item_ids[:25]])
+    assert "new-1" in {r.item_id for r in ranked}  # reachable through the index (26 candidates)
+    with pytest.raises(LlmrecError, match="already has this title"):
+        rec.add_items(["x"], ["Toy Story (1995)"])
