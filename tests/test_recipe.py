@@ -32,7 +32,7 @@ def test_every_recipe_saves_an_adapter_vllm_can_serve(name: str, toy_model: Path
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.train import lora_config
+    from llmrec.lora import lora_config
 
     recipe = load_recipe(REPO / "finetune" / f"{name}.yaml")
     assert recipe.name == name and recipe.description

@@ -1,0 +1,85 @@
+"""The base model of a training run and the LoRA config a recipe asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmrec.errors import LlmrecError
+from llmrec.models import resolve_model
+from llmrec.recipe import Recipe
+
+
+def resolve_precision(recipe: Recipe, cuda: bool, bf16_ok: bool) -> str:
+    """fp32 / bf16 / fp16 for this device; ``auto`` picks bf16 on GPUs that have it, fp32 on CPU."""
+    if recipe.precision == "auto":
+        return ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+    if recipe.precision == "fp16" and not cuda:
+        raise LlmrecError(f"recipe '{recipe.name}': precision=fp16 needs a CUDA GPU; use fp32 or auto on CPU")
+    return recipe.precision
+
+
+def lora_config(recipe: Recipe):
+    """The PEFT LoraConfig of a recipe: plain LoRA vLLM can serve (no DoRA, no bias, no saved modules)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=recipe.target_modules,
+        bias="none",
+        use_dora=False,
+        modules_to_save=None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_base(name: str | None, recipe: Recipe, precision: str):
+    """Base model and tokenizer; 4-bit NF4 when the recipe asks (CUDA and bitsandbytes needed)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.models import not_found_message
+
+    path = resolve_model(name)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if recipe.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise LlmrecError(f"recipe '{recipe.name}': load_in_4bit needs a CUDA GPU (bitsandbytes); none found")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise LlmrecError("load_in_4bit needs bitsandbytes: pip install 'llmrec[gpu]'") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float16 if precision == "fp16" else torch.bfloat16,
+        )
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise LlmrecError(not_found_message(path, exc)) from None
+    if recipe.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing)
+    return model, tokenizer
+
+
+def check_tokenizer(tokenizer, prepared: dict[str, Any], base: str) -> None:
+    """The data must have been rendered in this model's chat format (same end-of-answer token)."""
+    expected = prepared.get("tokenizer", {}).get("end_of_answer")
+    eos = tokenizer.eos_token
+    if expected and eos != expected:
+        raise LlmrecError(
+            f"the data was prepared for answers ending in {expected!r}, but {base} ends them with {eos!r}; "
+            f"re-run `llmrec prepare --model {base}`"
+        )
