@@ -1,0 +1,59 @@
+"""Benchmark: end-to-end recommendations per second through the Python API.
+
+Run from the repository root after `make install`:
+
+    .venv/bin/python eval/bench_recommend.py --users 16 --k 10
+
+The shipped adapter on the embedded ml-latest-small with the transformers backend: the first
+``--users`` users (sorted by id), each with their whole history (the newest 20 items are shown),
+top-``k`` with the history excluded, in batches of ``--batch``. Loading is timed apart from
+recommending. Also times yes/no scoring of one target per user. Prints Markdown rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    from llmrec.recommender import Recommender
+
+    started = time.perf_counter()
+    rec = Recommender.load(device=args.device)
+    load_s = time.perf_counter() - started
+    users = sorted(rec.interactions["user_id"].astype(str).unique(), key=lambda u: (len(u), u))[: args.users]
+    histories = [rec.user_history(u) for u in users]
+    print(f"load: {load_s:.1f} s; device {rec.backend.device}, {torch.get_num_threads()} threads; "
+          f"{len(rec.titles):,} items, {rec.index.trie.n_nodes:,} trie nodes")  # fmt: skip
+    print("| task | batch | users | k | seconds | users/s | items/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for batch in args.batch:
+        rec.backend.batch_size = batch
+        started = time.perf_counter()
+        out = rec.recommend_many(histories, args.k)
+        seconds = time.perf_counter() - started
+        assert all(len(o) == args.k for o in out)
+        print(f"| next_item | {batch} | {len(users)} | {args.k} | {seconds:.1f} | {len(users) / seconds:.2f} | "
+              f"{len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
+    targets = [(h[:-1], h[-1], ()) for h in histories]
+    started = time.perf_counter()
+    probs = rec.predict_yes_no_many(targets)
+    seconds = time.perf_counter() - started
+    assert all(0 <= p <= 1 for p in probs)
+    print(f"| yes_no | {rec.backend.batch_size} | {len(users)} | - | {seconds:.1f} | {len(users) / seconds:.2f} | - |")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
