@@ -13,7 +13,6 @@ import os
 import platform
 import resource
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import yaml
 
 from llmrec import __version__
 from llmrec.adapter import CARD, MANIFEST, RECIPE_FILE, model_card
-from llmrec.atomic import sha256_file
+from llmrec.atomic import atomic_dir, sha256_file
 from llmrec.errors import LlmrecError
 from llmrec.lora import check_tokenizer, load_base, lora_config, resolve_precision
 from llmrec.models import EMBEDDED_MODEL
@@ -347,9 +346,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
 
 def _write_adapter(trainer, out: Path, manifest: dict[str, Any], options: TrainOptions) -> None:
     """Save the PEFT adapter, manifest, recipe and card into a temporary folder, then rename it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, overwrite=True) as tmp:
         model = trainer.accelerator.unwrap_model(trainer.model)
         model.save_pretrained(str(tmp))
         _cast_adapter(tmp, options.recipe.adapter_dtype)
@@ -364,13 +361,6 @@ def _write_adapter(trainer, out: Path, manifest: dict[str, Any], options: TrainO
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         (tmp / RECIPE_FILE).write_text(yaml.safe_dump(options.recipe.to_dict(), sort_keys=False))
         (tmp / CARD).write_text(model_card(manifest))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "a")
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if not options.keep_checkpoints:
         shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
 
