@@ -1,0 +1,168 @@
+"""From per-user prediction records to metrics, ``report.json``, ``report.md`` and plots.
+
+Every metric is computed from the records alone, so shards evaluated apart and merged give the
+numbers of one run (``llmrec evaluate-merge``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.metrics import ranking_metrics, yes_no_metrics
+
+PREDICTIONS = "predictions.jsonl"
+
+
+def _rank(value) -> float:
+    return math.inf if value is None else float(value)
+
+
+def system_metrics(records: list[dict[str, Any]], ks: list[int], n_items: int) -> dict[str, dict[str, Any]]:
+    """Metrics per system from prediction records (``task`` in next_item, yes_no, rank, explain)."""
+    by_system: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        by_system[r["system"]][r["task"]].append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for system, tasks in sorted(by_system.items()):
+        m: dict[str, Any] = {}
+        if rows := tasks.get("next_item"):
+            m.update(ranking_metrics([_rank(r["rank"]) for r in rows], ks))
+            m["users"] = len(rows)
+            returned = [i for r in rows for i in r["items"]]
+            if returned:
+                # `valid`: returned items that are catalogue items outside the user's history
+                m["valid_rate"] = sum(r["valid"] for r in rows) / len(returned)
+                m["coverage"] = len(set(returned)) / n_items
+            latencies = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
+            if latencies:
+                m["latency_p50_s"] = float(np.percentile(latencies, 50))
+                m["latency_p95_s"] = float(np.percentile(latencies, 95))
+                m["users_per_s"] = len(latencies) / float(np.sum(latencies))
+        if rows := tasks.get("rank"):
+            n = max(r["candidates"] for r in rows)
+            for key, value in ranking_metrics([_rank(r["rank"]) for r in rows], [k for k in ks if k < n]).items():
+                m[f"rank_{key}"] = value
+            m["rank_samples"] = len(rows)
+        if rows := tasks.get("yes_no"):
+            y = [r["label"] for r in rows]
+            p = [r["score"] for r in rows]
+            if all(r.get("probability", False) for r in rows):
+                m.update(yes_no_metrics(y, p, [r["user"] for r in rows]))
+            else:  # scores that are not probabilities: ranking quality only
+                full = yes_no_metrics(y, list(_squash(p)), [r["user"] for r in rows])
+                m.update({k: full[k] for k in ("auc", "uauc", "uauc_users")})
+            m["yes_no_samples"] = len(rows)
+        if rows := tasks.get("explain"):
+            m["grounded_rate"] = sum(bool(r["grounded"]) for r in rows) / len(rows)
+            m["explained"] = len(rows)
+        out[system] = m
+    return out
+
+
+def _squash(scores: list[float]) -> np.ndarray:
+    """Order-preserving map to [0, 1] (AUC only depends on the order)."""
+    s = np.asarray(scores, dtype=np.float64)
+    return np.argsort(np.argsort(s, kind="stable"), kind="stable") / max(1, len(s) - 1)
+
+
+def read_predictions(folder: Path) -> list[dict[str, Any]]:
+    path = Path(folder) / PREDICTIONS
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_report(folder: Path, records: list[dict[str, Any]], config: dict[str, Any],
+                 data_manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Write report.json, report.md and the plots into ``folder`` (already a temporary folder)."""
+    ks = config["k"]
+    systems = system_metrics(records, ks, config["catalogue_items"])
+    report = {"systems": systems, "config": config, "data_manifest": data_manifest}
+    (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=float) + "\n")
+    (folder / "report.md").write_text(markdown(report))
+    plots(folder, report, records)
+    return report
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.4f}"
+    return str(v)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    systems = report["systems"]
+    keys = [f"{m}@{k}" for k in cfg["k"] for m in ("hr", "ndcg", "mrr")]
+    extra = ["valid_rate", "coverage", "rank_hr@1", "auc", "uauc", "accuracy", "f1", "ece", "grounded_rate",
+             "latency_p50_s", "latency_p95_s", "users_per_s"]  # fmt: skip
+    extra = [k for k in extra if any(k in m for m in systems.values())]
+    lines = [
+        f"# llmrec evaluation: {cfg['data']} ({cfg['split']} split)",
+        "",
+        (
+            f"Model: `{cfg['model']}`. Users: {cfg['users_evaluated']:,} of {cfg['users_with_split']:,}"
+            f" with a {cfg['split']} event. Catalogue: {cfg['catalogue_items']:,} items. Ties are broken"
+            " against the system scored; an item not returned within K is a miss."
+        ),
+        "",
+        "| system | " + " | ".join(keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for name, m in systems.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(m.get(k, "")) for k in keys) + " |")
+    if extra:
+        lines += ["", "| system | " + " | ".join(extra) + " |", "|---|" + "---:|" * len(extra)]
+        for name, m in systems.items():
+            lines.append(f"| {name} | " + " | ".join(_cell(m.get(k, "")) for k in extra) + " |")
+    if tuning := cfg.get("tuning"):
+        lines += ["", "Baseline settings chosen on the valid split:", ""]
+        lines += [f"- {name}: {json.dumps(t)}" for name, t in tuning.items()]
+    lines += ["", "Plots: `hr_ndcg.png`" + (", `reliability.png`" if any("ece" in m for m in systems.values()) else "")]
+    return "\n".join(lines) + "\n"
+
+
+def plots(folder: Path, report: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = report["config"]["k"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, m in report["systems"].items():
+        if f"hr@{ks[0]}" in m:
+            axes[0].plot(ks, [m[f"hr@{k}"] for k in ks], marker="o", label=name)
+            axes[1].plot(ks, [m[f"ndcg@{k}"] for k in ks], marker="o", label=name)
+    for ax, title in zip(axes, ("HR@K", "NDCG@K")):
+        ax.set_xlabel("K")
+        ax.set_title(title)
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(folder / "hr_ndcg.png", dpi=100)
+    plt.close(fig)
+    rows = [r for r in records if r["task"] == "yes_no" and r.get("probability")]
+    if rows:
+        y = np.array([r["label"] for r in rows], dtype=float)
+        p = np.array([r["score"] for r in rows], dtype=float)
+        edges = np.linspace(0, 1, 11)
+        index = np.minimum((p * 10).astype(int), 9)
+        conf = [p[index == b].mean() for b in range(10) if (index == b).any()]
+        acc = [y[index == b].mean() for b in range(10) if (index == b).any()]
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.plot(conf, acc, marker="o", label="llmrec")
+        ax.set_xlabel("predicted p(yes)")
+        ax.set_ylabel("fraction liked")
+        ax.set_xticks(edges[::2])
+        ax.set_title("Reliability (yes/no)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / "reliability.png", dpi=100)
+        plt.close(fig)
