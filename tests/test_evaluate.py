@@ -1,0 +1,89 @@
+"""`llmrec evaluate` on a toy Llama with the real tokenizer, and the baselines on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmrec.baselines import make
+from llmrec.cli import main
+from llmrec.evaluate import history_and_target, sequences
+from llmrec.metrics import rank_from_scores, ranking_metrics
+
+TIMING = {"latency_p50_s", "latency_p95_s", "users_per_s"}
+
+
+def run(argv: list[str]) -> int:
+    return main(argv)
+
+
+def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_small: Path, tmp_path: Path):
+    common = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu",
+              "--users", "6", "--baselines", "popularity", "--explain-users", "1", "--no-progress",
+              "--k", "1,5,10"]  # fmt: skip
+    assert run([*common, "--out", str(tmp_path / "all")]) == 0
+    report = json.loads((tmp_path / "all" / "report.json").read_text())
+    assert set(report) == {"systems", "config", "data_manifest"}
+    assert set(report["systems"]) == {"llmrec", "popularity"}
+    llm = report["systems"]["llmrec"]
+    assert {"hr@10", "ndcg@10", "mrr@10", "valid_rate", "auc", "uauc", "ece", "grounded_rate", "rank_hr@1"} <= set(llm)
+    assert llm["valid_rate"] == 1.0 and llm["users"] == 6
+    assert report["config"]["tuning"]["popularity"]["setting"]
+    for name in ("report.md", "hr_ndcg.png", "reliability.png", "predictions.jsonl"):
+        assert (tmp_path / "all" / name).stat().st_size > 0
+
+    for i in (0, 1):
+        assert run([*common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert run(["evaluate-merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "report.json").read_text())
+    for system, metrics in report["systems"].items():
+        for key, value in metrics.items():
+            if key not in TIMING:
+                assert merged["systems"][system][key] == pytest.approx(value), (system, key)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--k", "0,5"], "every K must be > 0"),
+        (["--baselines", "popularity,bpr"], "unknown baseline 'bpr'"),
+        (["--shard", "2/2"], "--shard 2/2"),
+        (["--split", "valid", "--tasks", "next_itm"], "unknown task 'next_itm'"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, extra, message):
+    assert run(["evaluate", "--out", str(tmp_path / "r"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_an_empty_split_is_a_one_line_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in prepared_small.iterdir():
+        (data / p.name).symlink_to(p, target_is_directory=p.is_dir())
+    (data / "interactions.parquet").unlink()
+    inter = pd.read_parquet(prepared_small / "interactions.parquet")
+    inter.loc[inter["split"] == "test", "split"] = "train"
+    inter.to_parquet(data / "interactions.parquet")
+    argv = ["evaluate", "--model", str(toy_model), "--data", str(data), "--out", str(tmp_path / "r"), "--device", "cpu"]
+    assert run(argv) == 2
+    assert "the test split is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, options", [("popularity", {}), ("itemknn", {}), ("sasrec", {"epochs": 8})])
+def test_each_baseline_beats_random_on_real_data(ml_small: Path, name: str, options: dict):
+    catalog = pd.read_parquet(ml_small / "catalog.parquet")
+    position = {str(i): n for n, i in enumerate(catalog["item_id"])}
+    seqs = sequences(pd.read_parquet(ml_small / "interactions.parquet"), position)
+    train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
+    pairs = [p for v in seqs.values() if (p := history_and_target(v, "valid")) is not None]
+    model = make(name, **options).fit(train, len(catalog))
+    scores = model.score([h for h, _ in pairs])
+    ranks = [rank_from_scores(scores[i], t, h) for i, (h, t) in enumerate(pairs)]
+    hr = ranking_metrics(ranks, [10])["hr@10"]
+    random_hr = 10 / len(catalog)
+    assert hr > 5 * random_hr, f"{name}: hr@10 {hr:.4f} vs random {random_hr:.4f}"
