@@ -85,7 +85,7 @@ class HFBackend:
             excluded: Per prompt, item positions never to return (e.g. the history).
             allowed: Per prompt, the only item positions to consider (None = all).
             k: Items per prompt.
-            beams: Beam width (at least k and 2; default max(k, 2)).
+            beams: Beam width (at least k and 2; default 2k).
             length_normalize: Divide the log-probability by the answer length (off by default:
                 it favours long titles, see "Decoding Matters", Bao et al. 2024).
 
@@ -93,36 +93,46 @@ class HFBackend:
             Per prompt, up to ``k`` (item position, score) pairs, best first; the score is the
             answer's log-probability under the model (summed over its tokens unless normalised).
         """
-        beams = max(beams or k, k, 2)  # one beam would be greedy search, which reports no sequence scores
+        # 2k beams by default: when several of k beams finish at the same step and the rest were
+        # pruned, fewer than k answers complete. A prompt still short of k is retried once, wider.
+        width = max(beams or 2 * k, k, 2)  # one beam would be greedy search, which reports no scores
         node_ok = tensors.masks(excluded, allowed)
-        reachable = node_ok[:, 0].tolist()
-        depth = max(len(s) for s in tensors.index.sequences)
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(prompts), self.batch_size):
-            chunk = list(prompts[start : start + self.batch_size])
-            batch = self._encode(chunk)
-            processor = TrieLogitsProcessor(tensors, node_ok[start : start + len(chunk)], batch["input_ids"].shape[1], beams)
-            from transformers import LogitsProcessorList
+            stop = min(start + self.batch_size, len(prompts))
+            results += self._beam(prompts[start:stop], tensors, node_ok[start:stop], width, k, length_normalize)
+        for r, found in enumerate(results):
+            if len(found) < k and bool(node_ok[r, 0]):
+                [results[r]] = self._beam([prompts[r]], tensors, node_ok[r : r + 1], 2 * width, k, length_normalize)
+        return results
 
-            out = self.model.generate(
-                **batch,
-                generation_config=self._generation_config(
-                    num_beams=beams, num_return_sequences=beams, max_new_tokens=depth, early_stopping=True,
-                    length_penalty=1.0 if length_normalize else 0.0, eos_token_id=tensors.end_token,
-                    output_scores=True,  # sequences_scores is only filled with it
-                ),
-                logits_processor=LogitsProcessorList([processor]),
-            )  # fmt: skip
-            generated = out.sequences[:, batch["input_ids"].shape[1] :]
-            nodes = tensors.walk(generated)
-            items = tensors.leaf_item[nodes.clamp(min=0)].masked_fill(nodes < 0, -1).tolist()
-            scores = out.sequences_scores.tolist()
-            for r in range(len(chunk)):
-                picked: list[tuple[int, float]] = []
-                for item, score in zip(items[r * beams : (r + 1) * beams], scores[r * beams : (r + 1) * beams]):
-                    if item >= 0 and reachable[start + r] and item not in {i for i, _ in picked}:
-                        picked.append((int(item), float(score)))
-                results.append(sorted(picked, key=lambda p: -p[1])[:k])
+    def _beam(self, prompts, tensors: TrieTensors, node_ok, beams: int, k: int, length_normalize: bool):
+        """One constrained beam search over a batch; up to k distinct finished items per prompt."""
+        from transformers import LogitsProcessorList
+
+        batch = self._encode(list(prompts))
+        prompt_length = batch["input_ids"].shape[1]
+        processor = TrieLogitsProcessor(tensors, node_ok, prompt_length, beams)
+        out = self.model.generate(
+            **batch,
+            generation_config=self._generation_config(
+                num_beams=beams, num_return_sequences=beams, max_new_tokens=max(len(s) for s in tensors.index.sequences),
+                early_stopping=True, length_penalty=1.0 if length_normalize else 0.0, eos_token_id=tensors.end_token,
+                output_scores=True,  # sequences_scores is only filled with it
+            ),
+            logits_processor=LogitsProcessorList([processor]),
+        )  # fmt: skip
+        nodes = tensors.walk(out.sequences[:, prompt_length:])
+        items = tensors.leaf_item[nodes.clamp(min=0)].masked_fill(nodes < 0, -1).tolist()
+        scores = out.sequences_scores.tolist()
+        results = []
+        for r in range(len(prompts)):
+            picked: list[tuple[int, float]] = []
+            for item, score in zip(items[r * beams : (r + 1) * beams], scores[r * beams : (r + 1) * beams]):
+                # unfinished beams come back with a score of -1e9: they are not answers
+                if item >= 0 and score > -1e8 and bool(node_ok[r, 0]) and item not in {i for i, _ in picked}:
+                    picked.append((int(item), float(score)))
+            results.append(sorted(picked, key=lambda p: -p[1])[:k])
         return results
 
     @torch.no_grad()
