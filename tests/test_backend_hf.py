@@ -115,7 +115,7 @@ def test_engine_agnostic_beam_search_is_exact_when_wide(backend, tensors, render
         best = sorted(zip(cands, forced), key=lambda p: -p[1])[:5]
         assert [i for i, _ in result] == [i for i, _ in best]
         assert [s for _, s in result] == pytest.approx([s for _, s in best], abs=1e-3)
-    # and with the default width it agrees with transformers' own constrained beam search on the top item
-    [ours] = beam_search(backend.step_fn(prompts[:1]), index, masks[:1], k=3)
+    # transformers' own constrained beam search can only find answers at or below the exact best
+    [forced] = backend.sequence_logprobs(prompts[:1], [index.sequences[i] for i in allowed[0]])
     [theirs] = backend.top_items(prompts[:1], tensors, [[]], [allowed[0]], k=3)
-    assert ours[0][0] == theirs[0][0]
+    assert len(theirs) == 3 and theirs[0][1] <= max(forced) + 1e-3
