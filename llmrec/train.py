@@ -295,6 +295,9 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     seconds = float(result.metrics.get("train_runtime", 0.0))
     samples = steps * per_step
     tokens = int(logged_tokens[-1]) if logged_tokens else 0
+    if not tokens:  # a run shorter than logging_steps logs no count: take it from the tokenized rows
+        lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+        tokens = round(sum(lengths) * samples / max(1, len(lengths)))
     manifest = {
         "llmrec_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
