@@ -184,7 +184,10 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
                 items = [rec.position[r.item_id] for r in recs]
                 rank = rank_in_list(items, [r.score for r in recs], pairs[u][1])
                 add_ranking("llmrec", u, items, pairs[u][0], rank, per_user)
-        for u in order[: options.explain_users]:
+        # the first explain_users of the whole selection, so shards explain the same users as one run
+        everyone = select_users(rec.interactions, options.split, options.users, options.seed, (0, 1))
+        explain = set(everyone[: options.explain_users])
+        for u in [u for u in order if u in explain]:
             top = next(r for r in records if r["system"] == "llmrec" and r["task"] == "next_item" and r["user"] == u)
             if top["items"]:
                 e = rec.explain([rec.item_ids[i] for i in pairs[u][0]], top["items"][0])

@@ -73,24 +73,33 @@ def expected_calibration_error(labels: Sequence[int], probs: Sequence[float], bi
     return float(total)
 
 
-def yes_no_metrics(labels: Sequence[int], probs: Sequence[float], users: Sequence[str]) -> dict[str, float]:
-    """AUC, user-averaged AUC (users with both classes), accuracy and F1 at 0.5, ECE."""
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+def auc_only(labels: Sequence[int], scores: Sequence[float], users: Sequence[str]) -> dict[str, float]:
+    """AUC and user-averaged AUC (over users with both classes) of any real-valued scores."""
+    from sklearn.metrics import roc_auc_score
 
     y = np.asarray(labels, dtype=int)
-    p = np.asarray(probs, dtype=np.float64)
-    out = {
-        "accuracy": float(accuracy_score(y, p >= 0.5)),
-        "f1": float(f1_score(y, p >= 0.5, zero_division=0.0)),
-        "ece": expected_calibration_error(y, p),
-        "auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan"),
-    }
+    s = np.asarray(scores, dtype=np.float64)
+    out: dict[str, float] = {"auc": float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else float("nan")}
     per_user = []
     users = np.asarray(users)
     for u in np.unique(users):
         mask = users == u
         if len(set(y[mask].tolist())) == 2:
-            per_user.append(roc_auc_score(y[mask], p[mask]))
+            per_user.append(roc_auc_score(y[mask], s[mask]))
     out["uauc"] = float(np.mean(per_user)) if per_user else float("nan")
     out["uauc_users"] = len(per_user)
     return out
+
+
+def yes_no_metrics(labels: Sequence[int], probs: Sequence[float], users: Sequence[str]) -> dict[str, float]:
+    """AUC, user-averaged AUC (users with both classes), accuracy and F1 at 0.5, ECE."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=np.float64)
+    return {
+        "accuracy": float(accuracy_score(y, p >= 0.5)),
+        "f1": float(f1_score(y, p >= 0.5, zero_division=0.0)),
+        "ece": expected_calibration_error(y, p),
+        **auc_only(y, p, users),
+    }

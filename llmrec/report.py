@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.metrics import ranking_metrics, yes_no_metrics
+from llmrec.metrics import auc_only, ranking_metrics, yes_no_metrics
 
 PREDICTIONS = "predictions.jsonl"
 
@@ -55,20 +55,13 @@ def system_metrics(records: list[dict[str, Any]], ks: list[int], n_items: int) -
             if all(r.get("probability", False) for r in rows):
                 m.update(yes_no_metrics(y, p, [r["user"] for r in rows]))
             else:  # scores that are not probabilities: ranking quality only
-                full = yes_no_metrics(y, list(_squash(p)), [r["user"] for r in rows])
-                m.update({k: full[k] for k in ("auc", "uauc", "uauc_users")})
+                m.update(auc_only(y, p, [r["user"] for r in rows]))
             m["yes_no_samples"] = len(rows)
         if rows := tasks.get("explain"):
             m["grounded_rate"] = sum(bool(r["grounded"]) for r in rows) / len(rows)
             m["explained"] = len(rows)
         out[system] = m
     return out
-
-
-def _squash(scores: list[float]) -> np.ndarray:
-    """Order-preserving map to [0, 1] (AUC only depends on the order)."""
-    s = np.asarray(scores, dtype=np.float64)
-    return np.argsort(np.argsort(s, kind="stable"), kind="stable") / max(1, len(s) - 1)
 
 
 def read_predictions(folder: Path) -> list[dict[str, Any]]:

@@ -24,10 +24,16 @@ class _Net(nn.Module):
         self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+        # Small initial embeddings: with nn.Embedding's N(0, 1) the tied output logits start with a
+        # standard deviation of ~sqrt(dim), a near one-hot softmax that full cross-entropy learns from slowly.
+        nn.init.normal_(self.items.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         n = seq.shape[1]
-        x = self.items(seq) * self.items.embedding_dim**0.5 + self.positions(torch.arange(n, device=seq.device))
+        x = self.items(seq) + self.positions(torch.arange(n, device=seq.device))
         causal = torch.triu(torch.ones(n, n, dtype=torch.bool, device=seq.device), diagonal=1)
         h = self.encoder(self.dropout(x), mask=causal, src_key_padding_mask=seq == 0)
         return self.norm(h)
