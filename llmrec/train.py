@@ -235,8 +235,9 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
-        # (transformers 5 renamed it activation_checkpointing; TRL still reads the old name)
-        **({"gradient_checkpointing": True} if recipe.gradient_checkpointing else {}),
+        # Always said: TRL 1.x defaults it to True (recompute activations, ~1/3 more compute).
+        # transformers 5 calls the name a deprecated alias of activation_checkpointing; TRL reads it.
+        gradient_checkpointing=recipe.gradient_checkpointing,
         eval_strategy="steps" if evaluating else "no",
         eval_steps=recipe.eval_steps or None,
         save_strategy="steps",
@@ -329,6 +330,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
             "peak_memory_mib": _peak_memory_mib(cuda),
             "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
             "precision": precision,
+            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
             "processes": state.num_processes,
             "resumed_from": Path(resume_from).name if resume_from else None,
             "stopped_early": bool(
