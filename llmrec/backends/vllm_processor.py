@@ -9,7 +9,9 @@ per file onto the worker's GPU as ``TrieTensors``, the same class the transforme
 Written against the V2 interface in ``vllm.v1.worker.gpu.sample.logits_processor``:
 ``__init__(vllm_config, req_states)``, ``add_request(req_idx, sampling_params) -> bool`` and
 ``apply(logits, ctx)``, with ``ctx.expanded_idx_mapping`` mapping logits rows to request slots and
-each slot's tokens in ``req_states.all_token_ids`` between ``prompt_len`` and ``total_len``.
+each slot's tokens in ``req_states.all_token_ids`` between ``prompt_len`` and ``total_len``. Those
+``req_states`` field names (``prompt_len.np``, ``total_len.gpu``, ``all_token_ids.gpu``) were read
+from vLLM's source, not verified by running it: check them first on a GPU machine.
 """
 
 from __future__ import annotations
