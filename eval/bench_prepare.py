@@ -26,16 +26,22 @@ DATASETS = {
 }
 
 
-def run(data: str, out: Path) -> tuple[float, float, dict]:
-    """Seconds, peak RSS in MiB, and the manifest of one prepare run."""
-    cmd = [sys.executable, "-m", "llmrec", "prepare", "--data", data, "--out", str(out), "--overwrite", "--no-progress"]
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS in MiB of one command run in its own process (exits if it fails)."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return seconds, usage.ru_maxrss / 1024, json.loads((out / "manifest.json").read_text())
+    return seconds, usage.ru_maxrss / 1024
+
+
+def run(data: str, out: Path) -> tuple[float, float, dict]:
+    """Seconds, peak RSS in MiB, and the manifest of one prepare run."""
+    cmd = [sys.executable, "-m", "llmrec", "prepare", "--data", data, "--out", str(out), "--overwrite", "--no-progress"]
+    seconds, rss = timed(cmd)
+    return seconds, rss, json.loads((out / "manifest.json").read_text())
 
 
 def main() -> None:

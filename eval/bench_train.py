@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench_prepare import timed  # eval/ is on sys.path when this script runs
 
 
 def run(data: Path, out: Path, recipe: str, extra: list[str]) -> tuple[float, float, dict]:
     """Wall seconds, peak RSS in MiB, and the adapter manifest of one training run."""
     cmd = [sys.executable, "-m", "llmrec", "train", "--data", str(data), "--out", str(out), "--recipe", recipe,
            "--overwrite", "--no-progress", *extra]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    return seconds, usage.ru_maxrss / 1024, json.loads((out / "llmrec_adapter.json").read_text())
+    seconds, rss = timed(cmd)
+    return seconds, rss, json.loads((out / "llmrec_adapter.json").read_text())
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ _QUOTED = re.compile(r'"([^"\n]{2,200})"|“([^”\n]{2,200})”')
 _SPACE = re.compile(r"\s+")
 
 
-def _norm(text: str) -> str:
+def normalize_title(text: str) -> str:
+    """A title compared case- and space-insensitively."""
     return _SPACE.sub(" ", text).strip().casefold()
 
 
@@ -35,25 +36,25 @@ class GroundingChecker:
     """
 
     def __init__(self, titles: Iterable[str]) -> None:
-        self.by_norm = {_norm(t): t for t in titles}
+        self.by_norm = {normalize_title(t): t for t in titles}
         self.long_titles = [t for t in self.by_norm if len(t.split()) >= 2]
 
     def check(self, text: str, history: Iterable[str], item: str) -> Grounding:
         """Whether ``text`` names only ``history`` titles and ``item``."""
-        past = {_norm(t) for t in history}
-        permitted = past | {_norm(item)}
+        past = {normalize_title(t) for t in history}
+        permitted = past | {normalize_title(item)}
         cited: list[str] = []
         invented: list[str] = []
         for match in _QUOTED.finditer(text):
-            name = _norm(match.group(1) or match.group(2))
+            name = normalize_title(match.group(1) or match.group(2))
             target = cited if name in permitted else invented
             label = self.by_norm.get(name, (match.group(1) or match.group(2)).strip())
             if label not in target:
                 target.append(label)
-        lowered = _norm(text)
+        lowered = normalize_title(text)
         for title in self.long_titles:
             if title in lowered and title not in permitted and self.by_norm[title] not in invented:
                 invented.append(self.by_norm[title])
         # grounded: names no title it may not, and cites at least one item of the history
-        from_history = any(_norm(c) in past for c in cited)
+        from_history = any(normalize_title(c) in past for c in cited)
         return Grounding(grounded=from_history and not invented, cited=cited, invented=invented)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +20,9 @@ from llmrec.adapter import MANIFEST as ADAPTER_MANIFEST
 from llmrec.adapter import read_manifest, shipped_adapter_dir
 from llmrec.backends import renormalize_yes
 from llmrec.errors import LlmrecError
-from llmrec.grounding import GroundingChecker
+from llmrec.grounding import GroundingChecker, normalize_title
 from llmrec.index import CatalogIndex, answer_tokens
 from llmrec.prompts import PromptRenderer, domain_words, shipped_templates
-
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass
@@ -94,7 +91,7 @@ class Recommender:
         self.item_ids = self.catalog["item_id"].astype(str).tolist()
         self.position = {item: i for i, item in enumerate(self.item_ids)}
         self.by_title = {t: i for i, t in enumerate(self.titles)}
-        self.by_norm = {self._norm(t): i for i, t in enumerate(self.titles)}
+        self.by_norm = {normalize_title(t): i for i, t in enumerate(self.titles)}
         prefix = self.renderer.chat("system", "user")
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
         self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
@@ -159,14 +156,10 @@ class Recommender:
         for item, title in zip(item_ids, titles):
             self.position[str(item)] = len(self.titles)
             self.by_title[title] = len(self.titles)
-            self.by_norm[self._norm(title)] = len(self.titles)
+            self.by_norm[normalize_title(title)] = len(self.titles)
             self.item_ids.append(str(item))
             self.titles.append(title)
         self.checker = GroundingChecker(self.titles)
-
-    @staticmethod
-    def _norm(title: str) -> str:
-        return _SPACE.sub(" ", title).strip().casefold()
 
     def resolve(self, refs: Sequence[str | int]) -> list[int]:
         """Catalogue positions of item ids or titles: exact title, then case/space-insensitive."""
@@ -177,8 +170,8 @@ class Recommender:
                 out.append(self.position[text])
             elif text in self.by_title:
                 out.append(self.by_title[text])
-            elif self._norm(text) in self.by_norm:
-                out.append(self.by_norm[self._norm(text)])
+            elif normalize_title(text) in self.by_norm:
+                out.append(self.by_norm[normalize_title(text)])
             else:
                 close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5)
                 hint = f"; close matches: {'; '.join(close)}" if close else ""

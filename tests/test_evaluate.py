@@ -16,15 +16,11 @@ from llmrec.metrics import rank_from_scores, ranking_metrics
 TIMING = {"latency_p50_s", "latency_p95_s", "users_per_s"}
 
 
-def run(argv: list[str]) -> int:
-    return main(argv)
-
-
 def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_small: Path, tmp_path: Path):
     common = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu",
               "--users", "6", "--baselines", "popularity", "--explain-users", "1", "--no-progress",
               "--k", "1,5,10"]  # fmt: skip
-    assert run([*common, "--out", str(tmp_path / "all")]) == 0
+    assert main([*common, "--out", str(tmp_path / "all")]) == 0
     report = json.loads((tmp_path / "all" / "report.json").read_text())
     assert set(report) == {"systems", "config", "data_manifest"}
     assert set(report["systems"]) == {"llmrec", "popularity"}
@@ -36,8 +32,8 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
         assert (tmp_path / "all" / name).stat().st_size > 0
 
     for i in (0, 1):
-        assert run([*common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
-    assert run(["evaluate-merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+        assert main([*common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert main(["evaluate-merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
     merged = json.loads((tmp_path / "m" / "report.json").read_text())
     for system, metrics in report["systems"].items():
         for key, value in metrics.items():
@@ -55,7 +51,7 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, extra, message):
-    assert run(["evaluate", "--out", str(tmp_path / "r"), *extra]) == 2
+    assert main(["evaluate", "--out", str(tmp_path / "r"), *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
@@ -70,7 +66,7 @@ def test_an_empty_split_is_a_one_line_error(toy_model: Path, prepared_small: Pat
     inter.loc[inter["split"] == "test", "split"] = "train"
     inter.to_parquet(data / "interactions.parquet")
     argv = ["evaluate", "--model", str(toy_model), "--data", str(data), "--out", str(tmp_path / "r"), "--device", "cpu"]
-    assert run(argv) == 2
+    assert main(argv) == 2
     assert "the test split is empty" in capsys.readouterr().err
 
 

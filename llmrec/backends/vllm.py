@@ -31,7 +31,7 @@ from llmrec.index import CatalogIndex
 
 CHOICE_LIMIT = 2000  # llguidance refuses more than 2,000 choices; xgrammar's compile grows fast past that
 LOGPROB_IDS_LIMIT = 128  # vLLM's MAX_LOGPROB_TOKEN_IDS
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # values vLLM accepts for --max-lora-rank
 
 
 def permitted_items(index: CatalogIndex, excluded: Sequence[int], allowed: Sequence[int] | None) -> list[int]:
@@ -66,7 +66,7 @@ def engine_kwargs(base: str, adapter: Path | None, max_model_len: int = 2048) ->
     if adapter is not None:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
         rank = int(config["r"])
-        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=min(r for r in VLLM_LORA_RANKS if r >= rank))
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=min(r for r in MAX_LORA_RANKS if r >= rank))
     return kwargs
 
 
