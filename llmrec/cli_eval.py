@@ -53,7 +53,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default="0/1", help="evaluate part i of n of the users (merge with evaluate-merge)")
     p.add_argument("--explain-users", type=int, default=10, help="users whose top item is explained (groundedness)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, help="prompts per forward pass (default: 8 on a GPU, 1 on CPU)")
+    p.add_argument("--no-llmrec", action="store_true", help="baselines only (e.g. to merge with llmrec-only shards)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run_evaluate)
@@ -79,7 +80,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     options = EvaluateOptions(
         out=args.out, model=args.model, data=args.data, split=args.split, users=args.users, k=args.k,
         tasks=args.tasks, baselines=args.baselines, shard=parse_shard(args.shard), explain_users=args.explain_users,
-        seed=args.seed, batch_size=args.batch_size, backend=args.backend, device=args.device,
+        seed=args.seed, batch_size=args.batch_size, llmrec=not args.no_llmrec, backend=args.backend, device=args.device,
         overwrite=args.overwrite, progress=not args.no_progress,
     )  # fmt: skip
     _quiet_loading()
@@ -104,7 +105,7 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
         "for one user. About 10 minutes on a 2-core CPU.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="folder for every output")
-    p.add_argument("--users", type=int, default=10, help="users evaluated (default: 10; ~20 s each on 2 CPU cores)")
+    p.add_argument("--users", type=int, default=10, help="users evaluated (default: 10; ~10 s each on 2 CPU cores)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(run=run_quickstart)
 

@@ -49,7 +49,8 @@ class EvaluateOptions:
     shard: tuple[int, int] = (0, 1)
     explain_users: int = 10
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on a GPU, 1 on CPU (beams make batching slower there)
+    llmrec: bool = True  # False: baselines only (to merge with llmrec shards run without baselines)
     backend: str = "hf"
     device: str | None = None
     overwrite: bool = False
@@ -72,6 +73,8 @@ class EvaluateOptions:
             raise LlmrecError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
         if self.users < 0:
             raise LlmrecError("--users must be >= 0")
+        if not self.llmrec and not self.baselines:
+            raise LlmrecError("--no-llmrec with no --baselines: nothing to evaluate")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -126,7 +129,7 @@ def history_and_target(seq: dict[str, Any], split: str) -> tuple[list[int], int]
 
 def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]]):
     """Fit ``name`` for each setting of its grid; keep the best NDCG@10 on the valid pairs."""
-    best = None
+    best, began = None, time.perf_counter()
     for setting in GRIDS[name]:
         model = make(name, **setting)
         if name == "sasrec":
@@ -137,7 +140,7 @@ def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list
         if best is None or value > best[0]:
             chosen = {**setting, **({"epochs_run": model.epochs_run} if name == "sasrec" else {})}
             best = (value, model, {"setting": chosen, "valid_ndcg@10": round(value, 4)})
-    return best[1], best[2]
+    return best[1], {**best[2], "tune_s": round(time.perf_counter() - began, 1)}
 
 
 def _ndcg10(model, pairs: list[tuple[list[int], int]]) -> float:
@@ -156,7 +159,8 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     folder = prepared_folder(options.data, options.progress)
     manifest = json.loads((folder / "manifest.json").read_text())
     rec = Recommender.load(options.model, folder, options.backend, options.device)
-    rec.backend.batch_size = options.batch_size
+    batch = options.batch_size or (8 if str(getattr(rec.backend, "device", "cpu")).startswith("cuda") else 1)
+    rec.backend.batch_size = batch
     seqs = sequences(rec.interactions, rec.position)
     users = select_users(rec.interactions, options.split, options.users, options.seed, options.shard)
     pairs = {u: p for u in users if (p := history_and_target(seqs[u], options.split)) is not None}
@@ -173,14 +177,14 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         })  # fmt: skip
 
     model_name = str(options.model) if options.model else "shipped adapter"
-    if "next_item" in options.tasks:
+    if options.llmrec and "next_item" in options.tasks:
         order = list(pairs)
-        for start in tqdm(range(0, len(order), options.batch_size), desc="llmrec next_item", disable=not options.progress):
-            batch = order[start : start + options.batch_size]
+        for start in tqdm(range(0, len(order), batch), desc="llmrec next_item", disable=not options.progress):
+            chunk = order[start : start + batch]
             began = time.perf_counter()
-            out = rec.recommend_many([[rec.item_ids[i] for i in pairs[u][0]] for u in batch], kmax)
-            per_user = (time.perf_counter() - began) / len(batch)
-            for u, recs in zip(batch, out):
+            out = rec.recommend_many([[rec.item_ids[i] for i in pairs[u][0]] for u in chunk], kmax)
+            per_user = (time.perf_counter() - began) / len(chunk)
+            for u, recs in zip(chunk, out):
                 items = [rec.position[r.item_id] for r in recs]
                 rank = rank_in_list(items, [r.score for r in recs], pairs[u][1])
                 add_ranking("llmrec", u, items, pairs[u][0], rank, per_user)
@@ -195,10 +199,14 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
                                 "grounded": e["grounded"], "text": e["text"]})  # fmt: skip
 
     samples = {t: _samples(folder, t, options.split, set(pairs)) for t in ("yes_no", "rank") if t in options.tasks}
-    if "yes_no" in samples:
-        _llm_yes_no(rec, samples["yes_no"], records, options)
-    if "rank" in samples:
-        _llm_rank(rec, samples["rank"], records, options)
+    for row in samples.get("yes_no", []):
+        row["pos"] = rec.position[row["item"]]
+    for row in samples.get("rank", []):
+        row["cands"] = [rec.position[c] for c in row["candidates"]]
+    if options.llmrec and "yes_no" in samples:
+        _llm_yes_no(rec, samples["yes_no"], records)
+    if options.llmrec and "rank" in samples:
+        _llm_rank(rec, samples["rank"], records)
 
     tuning = {}
     if options.baselines:
@@ -255,7 +263,7 @@ def _samples(folder: Path, task: str, split: str, users: set[str]) -> list[dict[
     ]  # fmt: skip
 
 
-def _llm_yes_no(rec, rows, records, options) -> None:
+def _llm_yes_no(rec, rows, records) -> None:
     from llmrec.backends import renormalize_yes
 
     yes, no = rec.yes_no_ids
@@ -265,14 +273,11 @@ def _llm_yes_no(rec, rows, records, options) -> None:
     else:
         logprobs = rec.backend.sequence_logprobs(prompts, [yes, no])
     for r, (a, b) in zip(rows, logprobs):
-        r["pos"] = rec.position[r["item"]]
         records.append({"system": "llmrec", "task": "yes_no", "user": r["user"], "item": r["item"],
                         "label": r["label"], "score": renormalize_yes(a, b), "probability": True})  # fmt: skip
 
 
-def _llm_rank(rec, rows, records, options) -> None:
-    for r in rows:
-        r["cands"] = [rec.position[c] for c in r["candidates"]]
+def _llm_rank(rec, rows, records) -> None:
     letters = [ids[0] for ids in rec.rank_ids]
     logprobs = rec.backend.next_token_logprobs([r["prompt"] for r in rows], letters)
     for r, lp in zip(rows, logprobs):
@@ -296,8 +301,17 @@ def merge(folders: list[Path], out: Path, overwrite: bool = False) -> dict[str, 
         same = {k: c["config"][k] for k in ("model", "data", "split", "k", "users", "seed")}
         if same != {k: base[k] for k in same}:
             raise LlmrecError("evaluate-merge: the shards were run with different settings")
+    seen: set[tuple] = set()
+    for r in records:
+        key = (r["system"], r["task"], r["user"], r.get("item"))
+        if key in seen:
+            raise LlmrecError(f"evaluate-merge: {r['system']} {r['task']} for user {r['user']} is in two shards")
+        seen.add(key)
     config = {**base, "shard": [0, 1], "merged_from": [str(f) for f in folders],
-              "users_evaluated": sum(c["config"]["users_evaluated"] for c in configs)}  # fmt: skip
+              "baselines": sorted({b for c in configs for b in c["config"]["baselines"]}),
+              "llmrec": any(c["config"].get("llmrec", True) for c in configs),
+              "tuning": {k: v for c in configs for k, v in c["config"].get("tuning", {}).items()},
+              "users_evaluated": len({r["user"] for r in records})}  # fmt: skip
     with atomic_dir(Path(out), overwrite) as tmp:
         with (tmp / PREDICTIONS).open("w", encoding="utf-8") as fh:
             for r in records:

@@ -65,13 +65,16 @@ def test_candidates_only_and_same_output_twice(backend, tensors, renderer):
 
 
 def test_scores_are_the_answer_log_probabilities(backend, tensors, renderer):
-    """Beam scores (no length normalisation) equal teacher-forced log-probs of the item's tokens."""
-    prompt = prompt_for(renderer, ["Heat (1995)"])
-    [got] = backend.top_items([prompt], tensors, excluded=[[]], k=3)
-    sequences = [tensors.index.sequences[item] for item, _ in got]
-    [forced] = backend.sequence_logprobs([prompt], sequences)
-    for (_, score), expected in zip(got, forced):
-        assert score == pytest.approx(expected, abs=1e-3)
+    """Beam scores (no length normalisation) equal teacher-forced log-probs of the item's tokens,
+    also for a shorter prompt left-padded in the same batch (the shared prompt cache must keep
+    each row's positions and padding)."""
+    prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Casino (1995)", "Toy Story (1995)", "Up"])]
+    assert len(set(len(backend.tokenizer(p)["input_ids"]) for p in prompts)) == 2
+    for prompt, got in zip(prompts, backend.top_items(prompts, tensors, excluded=[[], []], k=3)):
+        sequences = [tensors.index.sequences[item] for item, _ in got]
+        [forced] = backend.sequence_logprobs([prompt], sequences)
+        for (_, score), expected in zip(got, forced):
+            assert score == pytest.approx(expected, abs=1e-3)
 
 
 def test_an_item_added_at_run_time_is_reachable(backend, tensors, renderer):

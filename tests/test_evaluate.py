@@ -31,14 +31,28 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
     for name in ("report.md", "hr_ndcg.png", "reliability.png", "predictions.jsonl"):
         assert (tmp_path / "all" / name).stat().st_size > 0
 
+    # llmrec in two shards without baselines, the baselines in a run of their own: merged = one run
     for i in (0, 1):
-        assert main([*common, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
-    assert main(["evaluate-merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+        assert main([*common, "--shard", f"{i}/2", "--baselines", "", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert main([*common, "--no-llmrec", "--out", str(tmp_path / "b")]) == 0
+    shards = [str(tmp_path / name) for name in ("s0", "s1", "b")]
+    assert main(["evaluate-merge", *shards, "--out", str(tmp_path / "m")]) == 0
     merged = json.loads((tmp_path / "m" / "report.json").read_text())
+    assert merged["config"]["users_evaluated"] == 6 and merged["config"]["tuning"] == report["config"]["tuning"] | {
+        "popularity": {**report["config"]["tuning"]["popularity"], "tune_s": merged["config"]["tuning"]["popularity"]["tune_s"]}}
     for system, metrics in report["systems"].items():
         for key, value in metrics.items():
             if key not in TIMING:
                 assert merged["systems"][system][key] == pytest.approx(value), (system, key)
+
+
+def test_merging_a_shard_twice_is_an_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):
+    argv = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu", "--users", "2",
+            "--no-llmrec", "--baselines", "popularity", "--no-progress", "--out", str(tmp_path / "b")]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["evaluate-merge", str(tmp_path / "b"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 2
+    assert "is in two shards" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(
@@ -48,6 +62,7 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
         (["--baselines", "popularity,bpr"], "unknown baseline 'bpr'"),
         (["--shard", "2/2"], "--shard 2/2"),
         (["--split", "valid", "--tasks", "next_itm"], "unknown task 'next_itm'"),
+        (["--no-llmrec", "--baselines", ""], "nothing to evaluate"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys, extra, message):
