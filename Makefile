@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Two commands on a fresh machine: `make demo` (llmrec quickstart) and `make test` (the suite).
 # Both install into .venv first, once: the CPU torch wheel before anything that depends on it
 # (a bare `torch` requirement would pull the newest CUDA build, several GB), then llmrec, then
 # the wheels that must come without their declared dependencies.
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/llmrec prepare --data ml-latest-small --out runs/ml-latest-small --overwrite --examples 1
+	$(BIN)/llmrec quickstart --out runs/quickstart
 
 test: install
 	$(BIN)/python -m pytest -q

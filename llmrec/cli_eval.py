@@ -62,6 +62,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        description="Concatenate the per-user predictions of evaluate shards and recompute every metric.")
     m.add_argument("shards", nargs="+", type=Path, help="folders written by evaluate --shard i/n")
     m.add_argument("--out", required=True, type=Path)
+    m.add_argument("--common-users", action="store_true",
+                   help="keep only the users every system was scored on (e.g. baselines over all users, llmrec over a sample)")
     m.add_argument("--overwrite", action="store_true")
     m.set_defaults(run=run_merge)
 
@@ -92,7 +94,7 @@ def run_merge(args: argparse.Namespace) -> int:
     """Run ``llmrec evaluate-merge``."""
     from llmrec.evaluate import merge
 
-    _print_report(args.out, merge(args.shards, args.out, args.overwrite))
+    _print_report(args.out, merge(args.shards, args.out, args.overwrite, args.common_users))
     return 0
 
 

@@ -286,8 +286,12 @@ def _llm_rank(rec, rows, records) -> None:
                         "rank": rank_from_scores(np.array(lp[:n]), r["label"])})  # fmt: skip
 
 
-def merge(folders: list[Path], out: Path, overwrite: bool = False) -> dict[str, Any]:
-    """One report from shard folders: their predictions concatenated, every metric recomputed."""
+def merge(folders: list[Path], out: Path, overwrite: bool = False, common_users: bool = False) -> dict[str, Any]:
+    """One report from shard folders: their predictions concatenated, every metric recomputed.
+
+    With ``common_users``, only the users every system was scored on (next item) are kept, so runs
+    over different numbers of users (baselines over all, llmrec over a sample) compare like for like.
+    """
     if not folders:
         raise LlmrecError("evaluate-merge: give at least one shard folder")
     records, configs = [], []
@@ -298,7 +302,7 @@ def merge(folders: list[Path], out: Path, overwrite: bool = False) -> dict[str, 
         configs.append(json.loads((Path(f) / "config.json").read_text()))
     base = configs[0]["config"]
     for c in configs[1:]:
-        same = {k: c["config"][k] for k in ("model", "data", "split", "k", "users", "seed")}
+        same = {k: c["config"][k] for k in ("model", "data", "split", "k", "seed", *(() if common_users else ("users",)))}
         if same != {k: base[k] for k in same}:
             raise LlmrecError("evaluate-merge: the shards were run with different settings")
     seen: set[tuple] = set()
@@ -307,11 +311,20 @@ def merge(folders: list[Path], out: Path, overwrite: bool = False) -> dict[str, 
         if key in seen:
             raise LlmrecError(f"evaluate-merge: {r['system']} {r['task']} for user {r['user']} is in two shards")
         seen.add(key)
+    if common_users:
+        scored: dict[str, set[str]] = {}
+        for r in records:
+            if r["task"] == "next_item":
+                scored.setdefault(r["system"], set()).add(r["user"])
+        keep = set.intersection(*scored.values()) if scored else set()
+        if not keep:
+            raise LlmrecError("evaluate-merge --common-users: no user was scored by every system")
+        records = [r for r in records if r["user"] in keep]
     config = {**base, "shard": [0, 1], "merged_from": [str(f) for f in folders],
               "baselines": sorted({b for c in configs for b in c["config"]["baselines"]}),
               "llmrec": any(c["config"].get("llmrec", True) for c in configs),
               "tuning": {k: v for c in configs for k, v in c["config"].get("tuning", {}).items()},
-              "users_evaluated": len({r["user"] for r in records})}  # fmt: skip
+              "users_evaluated": len({r["user"] for r in records}), "common_users": common_users}  # fmt: skip
     with atomic_dir(Path(out), overwrite) as tmp:
         with (tmp / PREDICTIONS).open("w", encoding="utf-8") as fh:
             for r in records:

@@ -46,6 +46,25 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
                 assert merged["systems"][system][key] == pytest.approx(value), (system, key)
 
 
+def test_common_users_compares_a_sample_with_a_run_over_more_users(toy_model: Path, prepared_small: Path, tmp_path: Path):
+    common = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu", "--no-progress",
+              "--k", "1,5", "--tasks", "next_item", "--explain-users", "0"]  # fmt: skip
+    assert main([*common, "--users", "3", "--baselines", "popularity", "--out", str(tmp_path / "sample")]) == 0
+    assert main([*common, "--users", "0", "--no-llmrec", "--baselines", "popularity", "--out", str(tmp_path / "b")]) == 0
+    llm = tmp_path / "llm"
+    assert main([*common, "--users", "3", "--baselines", "", "--out", str(llm)]) == 0
+    argv = ["evaluate-merge", str(llm), str(tmp_path / "b"), "--out", str(tmp_path / "m")]
+    assert main(argv) == 2  # different --users: refused unless asked to compare on common users
+    assert main([*argv, "--common-users"]) == 0
+    merged = json.loads((tmp_path / "m" / "report.json").read_text())
+    sample = json.loads((tmp_path / "sample" / "report.json").read_text())
+    assert merged["config"]["users_evaluated"] == 3
+    for system, metrics in sample["systems"].items():
+        for key, value in metrics.items():
+            if key not in TIMING:
+                assert merged["systems"][system][key] == pytest.approx(value), (system, key)
+
+
 def test_merging_a_shard_twice_is_an_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):
     argv = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu", "--users", "2",
             "--no-llmrec", "--baselines", "popularity", "--no-progress", "--out", str(tmp_path / "b")]  # fmt: skip
