@@ -137,7 +137,7 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     raw = datasets_io.load(options.data, options.format, options.columns, options.items)
     has_timestamps = raw.has_timestamps
     catalog, interactions, dropped = clean(raw, options.clean)
-    interactions, rule = leave_one_out(interactions)
+    interactions, rule = leave_one_out(interactions, raw.ordered)
 
     from llmrec.models import load_tokenizer, resolve_model
 
@@ -162,7 +162,7 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
         "users_with_test": int(per_user.sum()),
         "train_only_users": int((~per_user).sum()),
         "has_timestamps": has_timestamps,
-        "time_order": "timestamp" if has_timestamps else "file order",
+        "time_order": "timestamp" if has_timestamps else ("file order" if raw.ordered else "none (hashed order)"),
         "split_rule": rule,
         "liked_fraction": round(float(interactions["liked"].mean()), 4),
         "cleaning": {**asdict(options.clean), **dropped},

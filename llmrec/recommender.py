@@ -61,7 +61,7 @@ def load_data(data: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, dict
 
     raw = datasets_io.load(str(data))
     catalog, interactions, _ = clean(raw, CleanOptions())
-    interactions, _ = leave_one_out(interactions)
+    interactions, _ = leave_one_out(interactions, raw.ordered)
     info = {
         "item_noun": raw.item_noun,
         "samples": {"max_length": 512, "max_history": 20},

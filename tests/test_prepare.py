@@ -85,7 +85,12 @@ def test_prepare_lastfm_without_timestamps(shared_data: Path, tmp_path: Path):
             "--train-targets-per-user", "1", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["time_order"] == "file order" and "file order" in manifest["split_rule"]
+    assert manifest["time_order"] == "none (hashed order)" and "pseudo-random order" in manifest["split_rule"]
+    # the file is sorted by artist id: file order would hold out each user's largest id
+    inter = pd.read_parquet(out / "interactions.parquet")
+    largest = inter.groupby("user_id")["item_id"].transform(lambda s: s.astype(int).max()).astype(int)
+    test = inter[inter["split"] == "test"]
+    assert (test["item_id"].astype(int) == largest[test.index]).mean() < 0.2
     assert manifest["users"] == 1_892 and manifest["train_only_users"] > 0
     assert "listened to" in load_from_disk(str(out / "sft" / "next_item"))["test"][0]["prompt"]
     assert_no_leak(out)

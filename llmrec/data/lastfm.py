@@ -22,7 +22,8 @@ def load(folder: Path) -> RawData:
     """Read ``user_artists.dat`` and ``artists.dat``; tags from ``user_taggedartists.dat``/``tags.dat``.
 
     The play count becomes the ``weight`` column; ratings are null, so every listened artist counts
-    as liked. The files carry no listening time, so file order stands in for time order.
+    as liked. The files carry no listening time, and ``user_artists.dat`` is sorted by artist id,
+    so its order is not time order: the data is marked unordered (split in a fixed hashed order).
     """
     plays_path, artists_path = folder / "user_artists.dat", folder / "artists.dat"
     plays = read_delimited(plays_path, "\t", quoting=csv.QUOTE_NONE)
@@ -55,4 +56,5 @@ def load(folder: Path) -> RawData:
         weight=to_float(plays, "weight", plays_path, 2),
     )
     notes = ["weight is the user's play count of the artist; there are no ratings, so every interaction is liked"]
-    return RawData(catalog, interactions, str(folder), "lastfm-hetrec", "artist", files, notes)
+    notes.append("no listening time and the file is sorted by artist id: events are split in a fixed hashed order")
+    return RawData(catalog, interactions, str(folder), "lastfm-hetrec", "artist", files, notes, ordered=False)

@@ -17,6 +17,11 @@ RULE_FILE_ORDER = (
     "leave-one-out per user in file order (the data has no timestamps): last event in the file "
     "-> test, second-to-last -> valid, the rest -> train; users with fewer than 3 events -> train only"
 )
+RULE_UNORDERED = (
+    "leave-one-out per user in a fixed pseudo-random order (the data has no timestamps and its file "
+    "order is not time order): events ordered by a fixed hash of (user_id, item_id); last -> test, "
+    "second-to-last -> valid, the rest -> train; users with fewer than 3 events -> train only"
+)
 
 
 def tie_break_key(users: pd.Series, items: pd.Series) -> np.ndarray:
@@ -28,12 +33,15 @@ def tie_break_key(users: pd.Series, items: pd.Series) -> np.ndarray:
     return pd.util.hash_pandas_object(pd.DataFrame({"u": users, "i": items}), index=False).to_numpy()
 
 
-def leave_one_out(interactions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def leave_one_out(interactions: pd.DataFrame, ordered: bool = True) -> tuple[pd.DataFrame, str]:
     """Order each user's events in time and label them ``train``/``valid``/``test``.
 
     Args:
         interactions: Cleaned events with ``user_id``, ``item_id``, ``timestamp`` (all null when
             the data has none) and ``order`` (file order).
+        ordered: Whether file order is time order when there are no timestamps. When it is not
+            (Last.fm's files are sorted by artist id, so file order would always hold out each
+            user's largest artist id), events are ordered by the tie-break hash instead.
 
     Returns:
         The events sorted by user then time, with ``seq`` (0-based position in the user's
@@ -45,9 +53,13 @@ def leave_one_out(interactions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         df["_tie"] = tie_break_key(df["user_id"], df["item_id"])
         df = df.sort_values(["user_id", "timestamp", "_tie"], kind="stable").drop(columns="_tie")
         rule = RULE_WITH_TIME
-    else:
+    elif ordered:
         df = df.sort_values(["user_id", "order"], kind="stable")
         rule = RULE_FILE_ORDER
+    else:
+        df["_tie"] = tie_break_key(df["user_id"], df["item_id"])
+        df = df.sort_values(["user_id", "_tie"], kind="stable").drop(columns="_tie")
+        rule = RULE_UNORDERED
     groups = df.groupby("user_id", sort=False)
     df["seq"] = groups.cumcount()
     from_end = groups.cumcount(ascending=False)

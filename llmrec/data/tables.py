@@ -32,6 +32,7 @@ class RawData:
         item_noun: What an item is called in prompts ("movie", "artist", "item").
         files: Every file that was read, for the manifest.
         notes: Facts the manifest should carry (e.g. what a weight means).
+        ordered: Whether file order is time order (used only when there are no timestamps).
     """
 
     catalog: pd.DataFrame
@@ -41,6 +42,7 @@ class RawData:
     item_noun: str = "item"
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ordered: bool = True
 
     @property
     def has_timestamps(self) -> bool:

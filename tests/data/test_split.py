@@ -52,6 +52,15 @@ def test_ties_ignore_file_order_and_ratings(rows, rnd):
     assert base[key].sort_values(key).values.tolist() == other[key].sort_values(key).values.tolist()
 
 
+def test_unordered_data_is_split_in_hashed_order():
+    rows = [("u", str(i), None, 1.0) for i in range(1, 40)]
+    df, rule = leave_one_out(_frame(rows), ordered=False)
+    assert "pseudo-random" in rule
+    again, _ = leave_one_out(_frame(list(reversed(rows))), ordered=False)
+    assert df["split"].tolist() == again["split"].tolist() and df["item_id"].tolist() == again["item_id"].tolist()
+    assert df.loc[df["split"] == "test", "item_id"].item() != "39"  # not the largest id, as file order would give
+
+
 def test_file_order_without_timestamps():
     df, rule = leave_one_out(_frame([("u", "1", None, 1.0), ("u", "9", None, 1.0), ("u", "5", None, 1.0)]))
     assert "file order" in rule
