@@ -9,6 +9,7 @@ valid split (a short grid, written into the report); with ``split="valid"`` they
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -84,8 +85,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def prepared_folder(data: str | None, progress: bool) -> Path:
-    """A prepared folder for ``data``: itself if it is one, else prepared once into the cache."""
+def prepared_folder(data: str | None, progress: bool, cache: Path | None = None) -> Path:
+    """A prepared folder for ``data``: itself if it is one, else prepared once into the cache.
+
+    The cached folder is named after the data and :func:`prepare_key`, so a change to the input
+    files or to the code that prepares them prepares afresh instead of reusing a stale split.
+    """
     from llmrec import data as datasets_io
     from llmrec.models import cache_dir
 
@@ -93,12 +98,35 @@ def prepared_folder(data: str | None, progress: bool) -> Path:
     if (Path(name) / "manifest.json").is_file():
         return Path(name)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).resolve()) if Path(name).exists() else name).strip("_")
-    folder = cache_dir() / "prepared" / slug
+    folder = (cache or cache_dir() / "prepared") / f"{slug}-{prepare_key(name)}"
     if not (folder / "manifest.json").is_file():
         from llmrec.prepare import PrepareOptions, prepare
 
         prepare(PrepareOptions(out=folder, data=name, overwrite=True, progress=progress))
     return folder
+
+
+def prepare_key(name: str) -> str:
+    """12 hex digits over what a default ``prepare`` of ``name`` depends on: llmrec's version, the
+    source of prepare and its data/sample/prompt modules, the shipped templates, and each input
+    file's path, size and modification time (``name`` may also be a packaged data set)."""
+    from importlib import resources
+
+    import llmrec
+    from llmrec import data as datasets_io
+
+    digest = hashlib.sha256(llmrec.__version__.encode())
+    code = Path(llmrec.__file__).parent
+    sources = [code / "prepare.py", code / "samples.py", code / "prompts.py", *sorted((code / "data").glob("*.py"))]
+    sources += sorted(Path(str(resources.files("llmrec.templates"))).glob("*.yaml"))
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    path = datasets_io.named_path(name) or Path(name)
+    inputs = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in inputs:
+        stat = p.stat()
+        digest.update(f"{p.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
 
 
 def select_users(interactions: pd.DataFrame, split: str, n: int, seed: int, shard: tuple[int, int]) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from llmrec.baselines import make
 from llmrec.cli import main
-from llmrec.evaluate import history_and_target, sequences
+from llmrec.evaluate import history_and_target, prepared_folder, sequences
 from llmrec.metrics import rank_from_scores, ranking_metrics
 
 TIMING = {"latency_p50_s", "latency_p95_s", "users_per_s"}
@@ -117,3 +117,17 @@ def test_each_baseline_beats_random_on_real_data(ml_small: Path, name: str, opti
     hr = ranking_metrics(ranks, [10])["hr@10"]
     random_hr = 10 / len(catalog)
     assert hr > 5 * random_hr, f"{name}: hr@10 {hr:.4f} vs random {random_hr:.4f}"
+
+
+def test_cached_preparation_is_redone_when_the_input_changes(tiny_movielens: Path, tmp_path: Path, tokenizer):
+    cache = tmp_path / "cache"
+    first = prepared_folder(str(tiny_movielens), False, cache)
+    written = (first / "manifest.json").stat().st_mtime_ns
+    assert prepared_folder(str(tiny_movielens), False, cache) == first
+    assert (first / "manifest.json").stat().st_mtime_ns == written  # reused, not prepared again
+    ratings = tiny_movielens / "ratings.csv"
+    ratings.write_text(ratings.read_text() + "3,4,5.0,30\n")
+    second = prepared_folder(str(tiny_movielens), False, cache)
+    assert second != first
+    counts = [json.loads((f / "manifest.json").read_text())["interactions"] for f in (first, second)]
+    assert counts[1] == counts[0] + 1
