@@ -333,6 +333,9 @@ def merge(folders: list[Path], out: Path, overwrite: bool = False, common_users:
         same = {k: c["config"][k] for k in ("model", "data", "split", "k", "seed", *(() if common_users else ("users",)))}
         if same != {k: base[k] for k in same}:
             raise LlmrecError("evaluate-merge: the shards were run with different settings")
+    for f, c in zip(folders, configs, strict=True):
+        if c["data_manifest"].get("hashes") != configs[0]["data_manifest"].get("hashes"):
+            raise LlmrecError(f"evaluate-merge: {f} was split from other data than {folders[0]} (catalogue/interactions hash)")
     seen: set[tuple] = set()
     for r in records:
         key = (r["system"], r["task"], r["user"], r.get("item"))

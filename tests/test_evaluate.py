@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -65,13 +66,19 @@ def test_common_users_compares_a_sample_with_a_run_over_more_users(toy_model: Pa
                 assert merged["systems"][system][key] == pytest.approx(value), (system, key)
 
 
-def test_merging_a_shard_twice_is_an_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):
+def test_merging_a_shard_twice_or_other_data_is_an_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):
     argv = ["evaluate", "--model", str(toy_model), "--data", str(prepared_small), "--device", "cpu", "--users", "2",
             "--no-llmrec", "--baselines", "popularity", "--no-progress", "--out", str(tmp_path / "b")]  # fmt: skip
     assert main(argv) == 0
     assert main(["evaluate-merge", str(tmp_path / "b"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 2
     assert "is in two shards" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    config["data_manifest"]["hashes"]["interactions"] = "0" * 64  # another split of the same data
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate-merge", str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(tmp_path / "m")]) == 2
+    assert "was split from other data" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
