@@ -335,7 +335,8 @@ def merge(folders: list[Path], out: Path, overwrite: bool = False, common_users:
             raise LlmrecError("evaluate-merge: the shards were run with different settings")
     for f, c in zip(folders, configs, strict=True):
         if c["data_manifest"].get("hashes") != configs[0]["data_manifest"].get("hashes"):
-            raise LlmrecError(f"evaluate-merge: {f} was split from other data than {folders[0]} (catalogue/interactions hash)")
+            other = f"{folders[0]} (catalogue/interactions hash)"
+            raise LlmrecError(f"evaluate-merge: {f} was split from other data than {other}")
     seen: set[tuple] = set()
     for r in records:
         key = (r["system"], r["task"], r["user"], r.get("item"))
