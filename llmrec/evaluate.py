@@ -181,31 +181,38 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     """Run the evaluation into ``options.out``; returns the report."""
     from tqdm.auto import tqdm
 
-    from llmrec.recommender import Recommender
+    from llmrec.recommender import Recommender, adapter_manifest, load_data
 
     check_writable(Path(options.out), options.overwrite)
     folder = prepared_folder(options.data, options.progress)
     manifest = json.loads((folder / "manifest.json").read_text())
-    rec = Recommender.load(options.model, folder, options.backend, options.device)
-    batch = options.batch_size or (8 if str(getattr(rec.backend, "device", "cpu")).startswith("cuda") else 1)
-    rec.backend.batch_size = batch
-    seqs = sequences(rec.interactions, rec.position)
-    users = select_users(rec.interactions, options.split, options.users, options.seed, options.shard)
+    rec, batch = None, 1  # the model is loaded only when llmrec is evaluated
+    if options.llmrec:
+        rec = Recommender.load(options.model, folder, options.backend, options.device)
+        batch = options.batch_size or (8 if str(getattr(rec.backend, "device", "cpu")).startswith("cuda") else 1)
+        rec.backend.batch_size = batch
+        catalog, interactions = rec.catalog, rec.interactions
+    else:
+        catalog, interactions, _ = load_data(folder)
+    item_ids = catalog["item_id"].astype(str).tolist()  # the Recommender's positions: same order
+    position = {item: i for i, item in enumerate(item_ids)}
+    seqs = sequences(interactions, position)
+    users = select_users(interactions, options.split, options.users, options.seed, options.shard)
     pairs = {u: p for u in users if (p := history_and_target(seqs[u], options.split)) is not None}
     kmax = max(options.k)
     records: list[dict[str, Any]] = []
-    catalogue = set(range(len(rec.titles)))
+    catalogue = set(range(len(item_ids)))
 
     def add_ranking(system: str, user: str, items: list[int], history: list[int], rank: float, latency=None):
         banned = set(history)
         records.append({
             "system": system, "task": "next_item", "user": user, "rank": None if rank == float("inf") else rank,
-            "items": [rec.item_ids[i] for i in items],
+            "items": [item_ids[i] for i in items],
             "valid": sum(1 for i in items if i in catalogue and i not in banned), "latency_s": latency,
         })  # fmt: skip
 
     model_name = str(options.model) if options.model else "shipped adapter"
-    if options.llmrec and "next_item" in options.tasks:
+    if rec is not None and "next_item" in options.tasks:
         order = list(pairs)
         for start in tqdm(range(0, len(order), batch), desc="llmrec next_item", disable=not options.progress):
             chunk = order[start : start + batch]
@@ -217,7 +224,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
                 rank = rank_in_list(items, [r.score for r in recs], pairs[u][1])
                 add_ranking("llmrec", u, items, pairs[u][0], rank, per_user)
         # the first explain_users of the whole selection, so shards explain the same users as one run
-        everyone = select_users(rec.interactions, options.split, options.users, options.seed, (0, 1))
+        everyone = select_users(interactions, options.split, options.users, options.seed, (0, 1))
         explain = set(everyone[: options.explain_users])
         for u in [u for u in order if u in explain]:
             top = next(r for r in records if r["system"] == "llmrec" and r["task"] == "next_item" and r["user"] == u)
@@ -228,12 +235,12 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
 
     samples = {t: _samples(folder, t, options.split, set(pairs)) for t in ("yes_no", "rank") if t in options.tasks}
     for row in samples.get("yes_no", []):
-        row["pos"] = rec.position[row["item"]]
+        row["pos"] = position[row["item"]]
     for row in samples.get("rank", []):
-        row["cands"] = [rec.position[c] for c in row["candidates"]]
-    if options.llmrec and "yes_no" in samples:
+        row["cands"] = [position[c] for c in row["candidates"]]
+    if rec is not None and "yes_no" in samples:
         _llm_yes_no(rec, samples["yes_no"], records)
-    if options.llmrec and "rank" in samples:
+    if rec is not None and "rank" in samples:
         _llm_rank(rec, samples["rank"], records)
 
     tuning = {}
@@ -242,9 +249,9 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         valid_pairs = [p for v in seqs.values() if (p := history_and_target(v, "valid")) is not None and p[0]]
         for name in tqdm(options.baselines, desc="baselines", disable=not options.progress):
             if options.split == "test":
-                model, tuning[name] = tune(name, train, len(rec.titles), valid_pairs)
+                model, tuning[name] = tune(name, train, len(item_ids), valid_pairs)
             else:
-                model = make(name).fit(train, len(rec.titles))
+                model = make(name).fit(train, len(item_ids))
             order = list(pairs)
             began = time.perf_counter()
             scores = model.score([pairs[u][0] for u in order])
@@ -267,9 +274,9 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     config = {
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items() if k not in ("out",)},
         "model": model_name, "data": manifest["source"]["data"], "prepared": str(folder),
-        "users_with_split": int((rec.interactions["split"] == options.split).sum()),
-        "users_evaluated": len(pairs), "catalogue_items": len(rec.titles), "tuning": tuning,
-        "adapter": rec.adapter["recipe"]["name"] if rec.adapter else None,
+        "users_with_split": int((interactions["split"] == options.split).sum()),
+        "users_evaluated": len(pairs), "catalogue_items": len(item_ids), "tuning": tuning,
+        "adapter": adapter["recipe"]["name"] if (adapter := adapter_manifest(options.model)) else None,
     }  # fmt: skip
     with atomic_dir(Path(options.out), options.overwrite) as tmp:
         with (tmp / PREDICTIONS).open("w", encoding="utf-8") as fh:

@@ -43,6 +43,12 @@ class Recommendation:
         return out
 
 
+def adapter_manifest(model: str | Path | None) -> dict[str, Any] | None:
+    """The llmrec manifest of ``model`` (default: the shipped adapter); None for a bare base model."""
+    folder = Path(model) if model is not None else shipped_adapter_dir()
+    return read_manifest(folder) if (folder / ADAPTER_MANIFEST).is_file() else None
+
+
 def load_data(data: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Catalogue, interactions and settings from a prepared folder, or from raw data (cleaned and
     split in memory with prepare's defaults, which is what the shipped adapter was trained on)."""
@@ -118,7 +124,7 @@ class Recommender:
             device: ``cpu``/``cuda``; default CUDA when available.
         """
         adapter_dir = Path(model) if model is not None else shipped_adapter_dir()
-        adapter = read_manifest(adapter_dir) if (adapter_dir / ADAPTER_MANIFEST).is_file() else None
+        adapter = adapter_manifest(model)
         base = adapter["base_model"]["name"] if adapter else str(model)
         catalog, interactions, info = load_data(data)
         if adapter and adapter["data"]["catalog_hash"] != info["hashes"]["catalog"]:

@@ -13,6 +13,7 @@ from llmrec.baselines import make
 from llmrec.cli import main
 from llmrec.evaluate import history_and_target, prepared_folder, sequences
 from llmrec.metrics import rank_from_scores, ranking_metrics
+from llmrec.recommender import Recommender
 
 TIMING = {"latency_p50_s", "latency_p95_s", "users_per_s"}
 
@@ -79,6 +80,19 @@ def test_merging_a_shard_twice_or_other_data_is_an_error(toy_model: Path, prepar
     (tmp_path / "c" / "config.json").write_text(json.dumps(config))
     assert main(["evaluate-merge", str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(tmp_path / "m")]) == 2
     assert "was split from other data" in capsys.readouterr().err
+
+
+def test_a_baselines_only_run_does_not_load_the_model(prepared_small: Path, tmp_path: Path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Recommender, "load", refuse)
+    argv = ["evaluate", "--data", str(prepared_small), "--users", "3", "--no-llmrec", "--baselines", "popularity",
+            "--no-progress", "--out", str(tmp_path / "b")]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert set(report["systems"]) == {"popularity"} and report["systems"]["popularity"]["users"] == 3
+    assert report["config"]["adapter"] == "shipped"
 
 
 @pytest.mark.parametrize(
