@@ -53,7 +53,7 @@ def peak_rss_mib() -> float:
 def one(system: str, n: int) -> dict:
     """Build one index in this process; time and memory."""
     from llmrec.models import load_tokenizer
-    from llmrec.prompts import PromptRenderer
+    from llmrec.prompting.templates import PromptRenderer
 
     tok = load_tokenizer()
     names = titles(n)
@@ -62,7 +62,7 @@ def one(system: str, n: int) -> dict:
     if system == "llmrec":
         import tracemalloc
 
-        from llmrec.index import CatalogIndex
+        from llmrec.decoding.index import CatalogIndex
 
         prefix = PromptRenderer(tok, 512).chat("system", "user")
         tracemalloc.start()  # numpy reports its buffers to tracemalloc: the build's own peak
@@ -90,10 +90,10 @@ def step_cost(batch: int, beams: int, repeats: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessorList
 
-    from llmrec.constrain import TrieLogitsProcessor, TrieTensors
-    from llmrec.index import CatalogIndex
+    from llmrec.decoding.index import CatalogIndex
+    from llmrec.decoding.trie import TrieLogitsProcessor, TrieTensors
     from llmrec.models import load_tokenizer, resolve_model
-    from llmrec.prompts import PromptRenderer
+    from llmrec.prompting.templates import PromptRenderer
 
     torch.manual_seed(0)
     tok = load_tokenizer()

@@ -27,7 +27,7 @@ def main() -> None:
 
     import torch
 
-    from llmrec.recommender import Recommender
+    from llmrec.decoding.recommender import Recommender
 
     started = time.perf_counter()
     rec = Recommender.load(device=args.device)
@@ -39,7 +39,7 @@ def main() -> None:
     print("| task | batch | users | k | seconds | users/s | items/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for batch in args.batch:
-        rec.backend.batch_size = batch
+        rec = Recommender.load(device=args.device, batch_size=batch)  # the batch size is fixed at load
         started = time.perf_counter()
         out = rec.recommend_many(histories, args.k)
         seconds = time.perf_counter() - started
@@ -51,7 +51,7 @@ def main() -> None:
     probs = rec.predict_yes_no_many(targets)
     seconds = time.perf_counter() - started
     assert all(0 <= p <= 1 for p in probs)
-    print(f"| yes_no | {rec.backend.batch_size} | {len(users)} | - | {seconds:.1f} | {len(users) / seconds:.2f} | - |")
+    print(f"| yes_no | {args.batch[-1]} | {len(users)} | - | {seconds:.1f} | {len(users) / seconds:.2f} | - |")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 

@@ -13,7 +13,7 @@ __all__ = ["Recommender", "__version__"]
 def __getattr__(name: str):
     # lazy: `import llmrec` (and `llmrec --help`) must not pull in torch
     if name == "Recommender":
-        from llmrec.recommender import Recommender
+        from llmrec.decoding.recommender import Recommender
 
         return Recommender
     raise AttributeError(f"module 'llmrec' has no attribute {name!r}")

@@ -50,10 +50,24 @@ def _source_stamp(gguf: Path) -> dict[str, Any]:
     return {"gguf": gguf.name, "size": stat.st_size, "wheel": EMBEDDED_WHEEL}
 
 
+def _converted_dir() -> Path:
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
+def embedded_converted() -> bool:
+    """Whether the embedded model is installed and already converted (nothing is converted here)."""
+    try:
+        gguf = embedded_gguf()
+    except LlmrecError:
+        return False
+    marker = _converted_dir() / _MARKER
+    return marker.is_file() and json.loads(marker.read_text()) == _source_stamp(gguf)
+
+
 def embedded_model_dir() -> Path:
     """The converted embedded model, converting it on first use (about 20 s, 540 MB in fp32)."""
     gguf = embedded_gguf()
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    target = _converted_dir()
     stamp = _source_stamp(gguf)
     marker = target / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
@@ -102,6 +116,15 @@ def resolve_model(model: str | None) -> str:
             raise LlmrecError(f"{path}: not a model folder (no config.json)")
         return str(path)
     return model
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as given, else ``cuda`` when a GPU is there, else ``cpu``."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_tokenizer(model: str | None = None):

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real SmolLM2 tokenizer and tiny data files in every supported format."""
+"""Shared fixtures: the real SmolLM2 tokenizer and tiny data files in every supported format.
+
+Nothing here reads outside the repository: real data comes from the package's embedded
+ml-latest-small, everything else is written by the fixtures.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,19 @@ import os
 from pathlib import Path
 
 import pytest
+from support import REPO, write
+
+if os.environ.get("LLMREC_TEST_INSTALLED") == "1":
+    # `make test` runs the suite against the installed wheel: the source tree must not shadow it
+    import llmrec
+
+    if Path(llmrec.__file__).resolve().is_relative_to(REPO / "llmrec"):
+        raise RuntimeError(f"llmrec was imported from the source tree ({llmrec.__file__}), not the installed wheel")
 
 # No hub is reachable here or in CI: fail fast instead of waiting on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -24,18 +34,11 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The project's copy of the public data sets (../shared/data beside the checkout)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is not there")
-    return SHARED
+def embedded_ml() -> Path:
+    """The ml-latest-small copy shipped inside the package."""
+    from llmrec import data
 
-
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write a fixture file (creating its folder) and return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding=encoding)
-    return path
+    return data.embedded_path()
 
 
 @pytest.fixture
@@ -73,11 +76,11 @@ def ml_small(tmp_path_factory, tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prepared_small(tmp_path_factory, shared_data: Path, tokenizer) -> Path:
-    """The first 30 users of the real ml-latest-small, prepared with 2 train targets per user."""
+def prepared_small(tmp_path_factory, embedded_ml: Path, tokenizer) -> Path:
+    """The first 30 users of the real (embedded) ml-latest-small, prepared with 2 train targets per user."""
     from llmrec.cli import main
 
-    src = shared_data / "ml-latest-small"
+    src = embedded_ml
     folder = tmp_path_factory.mktemp("ml30")
     lines = (src / "ratings.csv").read_text().splitlines()
     keep = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= 30]
@@ -87,6 +90,27 @@ def prepared_small(tmp_path_factory, shared_data: Path, tokenizer) -> Path:
     argv = ["prepare", "--data", str(folder / "raw"), "--out", str(out), "--train-targets-per-user", "2", "--no-progress"]
     assert main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lastfm(tmp_path_factory) -> Path:
+    """A Last.fm hetrec folder: 60 users x 12 artists with play counts, sorted by artist id as the
+    real ``user_artists.dat`` is, plus tags."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("lastfm") / "lastfm"
+    rng = np.random.default_rng(0)
+    plays = ["userID\tartistID\tweight"]
+    for user in range(2, 62):
+        for artist in sorted(rng.choice(np.arange(1, 41), 12, replace=False).tolist()):
+            plays.append(f"{user}\t{artist}\t{int(rng.integers(1, 5000))}")
+    write(folder / "user_artists.dat", "\n".join(plays) + "\n")
+    write(folder / "artists.dat", "id\tname\turl\tpictureURL\n" + "".join(
+        f"{a}\tArtist {a}\thttp://example.invalid/{a}\t\n" for a in range(1, 41)))  # fmt: skip
+    write(folder / "tags.dat", "tagID\ttagValue\n1\tmetal\n2\tjazz\n")
+    write(folder / "user_taggedartists.dat", "userID\tartistID\ttagID\tday\tmonth\tyear\n"
+          "2\t1\t1\t1\t4\t2009\n3\t2\t2\t1\t4\t2009\n")  # fmt: skip
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from llmrec.adapter import MANIFEST, read_manifest, shipped_adapter_dir
 from llmrec.errors import LlmrecError
-from llmrec.prompts import shipped_templates
-from llmrec.recipe import load_recipe, servability_problems
+from llmrec.prompting.templates import shipped_templates
+from llmrec.training.adapter import MANIFEST, read_manifest, shipped_adapter_dir
+from llmrec.training.recipe import load_recipe, servability_problems
 
 
 def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipe():

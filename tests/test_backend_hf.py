@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -10,16 +11,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrec.backends import renormalize_yes
-from llmrec.backends.hf import HFBackend
-from llmrec.constrain import TrieTensors
-from llmrec.index import CatalogIndex, answer_tokens
-from llmrec.prompts import PromptRenderer
+from llmrec.data import prepared
+from llmrec.decoding.backends import Backend, ItemSearch, renormalize_yes
+from llmrec.decoding.backends.hf import HFBackend
+from llmrec.decoding.index import CatalogIndex, answer_tokens
+from llmrec.prompting.templates import PromptRenderer
 
 
 @pytest.fixture(scope="module")
 def catalog(prepared_small: Path) -> pd.DataFrame:
-    return pd.read_parquet(prepared_small / "catalog.parquet")
+    return prepared.read_tables(prepared_small)[0]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,15 @@ def renderer(backend) -> PromptRenderer:
 
 
 @pytest.fixture(scope="module")
-def tensors(backend, catalog, renderer) -> TrieTensors:
+def index(backend, catalog, renderer) -> CatalogIndex:
     prefix = renderer.chat("system", "user")
-    return TrieTensors(CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix))
+    index = CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix)
+    backend.set_catalog(index)
+    return index
+
+
+def test_the_backend_meets_the_protocol(backend):
+    assert isinstance(backend, Backend) and backend.device == "cpu"
 
 
 def prompt_for(renderer: PromptRenderer, titles: list[str]) -> str:
@@ -44,10 +51,10 @@ def prompt_for(renderer: PromptRenderer, titles: list[str]) -> str:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(0, 9000), min_size=1, max_size=8, unique=True), st.integers(1, 6))
-def test_every_item_is_in_the_catalogue_and_never_in_the_history(backend, tensors, catalog, renderer, history, k):
+def test_every_item_is_in_the_catalogue_and_never_in_the_history(backend, index, catalog, renderer, history, k):
     titles = catalog["title"].tolist()
     prompt = prompt_for(renderer, [titles[i] for i in history])
-    [got] = backend.top_items([prompt], tensors, excluded=[history], k=k)
+    [got] = backend.top_items([ItemSearch(prompt, history)], k)
     assert len(got) == k
     assert all(0 <= item < len(titles) for item, _ in got)
     assert not {item for item, _ in got} & set(history)
@@ -56,69 +63,76 @@ def test_every_item_is_in_the_catalogue_and_never_in_the_history(backend, tensor
     assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
 
 
-def test_candidates_only_and_same_output_twice(backend, tensors, renderer):
+def test_candidates_only_and_same_output_twice(backend, index, renderer):
     prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Casino (1995)", "Heat (1995)"])]
-    allowed = [[3, 17, 99, 1000], [5]]
-    first = backend.top_items(prompts, tensors, excluded=[[], []], allowed=allowed, k=4)
+    requests = [ItemSearch(p, (), allowed) for p, allowed in zip(prompts, [[3, 17, 99, 1000], [5]])]
+    first = backend.top_items(requests, 4)
     assert {i for i, _ in first[0]} == {3, 17, 99, 1000} and [i for i, _ in first[1]] == [5]
-    assert backend.top_items(prompts, tensors, excluded=[[], []], allowed=allowed, k=4) == first
+    assert backend.top_items(requests, 4) == first
 
 
-def test_scores_are_the_answer_log_probabilities(backend, tensors, renderer):
+def test_scores_are_the_answer_log_probabilities(backend, index, renderer):
     """Beam scores (no length normalisation) equal teacher-forced log-probs of the item's tokens,
     also for a shorter prompt left-padded in the same batch (the shared prompt cache must keep
     each row's positions and padding)."""
     prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Casino (1995)", "Toy Story (1995)", "Up"])]
     assert len(set(len(backend.tokenizer(p)["input_ids"]) for p in prompts)) == 2
-    for prompt, got in zip(prompts, backend.top_items(prompts, tensors, excluded=[[], []], k=3)):
-        sequences = [tensors.index.sequences[item] for item, _ in got]
-        [forced] = backend.sequence_logprobs([prompt], sequences)
+    for prompt, got in zip(prompts, backend.top_items([ItemSearch(p) for p in prompts], 3)):
+        sequences = [index.sequences[item] for item, _ in got]
+        [forced] = backend.label_logprobs([prompt], sequences)  # multi-token labels: teacher forcing
         for (_, score), expected in zip(got, forced):
             assert score == pytest.approx(expected, abs=1e-3)
 
 
-def test_an_item_added_at_run_time_is_reachable(backend, tensors, renderer):
+def test_an_item_added_at_run_time_is_reachable(backend, index, renderer):
     tok = backend.tokenizer
     prefix = renderer.chat("system", "user")
     title = "Zyzzyva Quarterly: The Film (2031)"
-    bigger = tensors.index.with_items(["new-1"], [title], answer_tokens(tok, [title], prefix, tok.eos_token))
+    bigger = index.with_items(["new-1"], [title], answer_tokens(tok, [title], prefix, tok.eos_token))
     new = len(bigger) - 1
-    [got] = backend.top_items([prompt_for(renderer, ["Heat (1995)"])], TrieTensors(bigger), [[]], [[new]], k=1)
+    backend.set_catalog(bigger)
+    try:
+        [got] = backend.top_items([ItemSearch(prompt_for(renderer, ["Heat (1995)"]), (), [new])], 1)
+    finally:
+        backend.set_catalog(index)
     assert got[0][0] == new and bigger.titles[new] == title
 
 
-def test_yes_no_probabilities_are_renormalised(backend, renderer):
+def test_renormalize_yes_on_worked_values():
+    assert renormalize_yes(math.log(0.3), math.log(0.1)) == pytest.approx(0.75)
+    assert renormalize_yes(-1000.0, -1000.0 - math.log(3)) == pytest.approx(0.75)  # no underflow
+    assert renormalize_yes(-math.inf, -math.inf) == 0.5
+
+
+def test_label_log_probabilities_agree_across_scoring_paths(backend, renderer):
     tok = backend.tokenizer
     prefix = renderer.chat("s", "u")
     yes, no = (answer_tokens(tok, [label], prefix, "")[0] for label in ("Yes", "No"))
     assert len(yes) == len(no) == 1  # single tokens for SmolLM2: next-token scoring applies
     prompts = [renderer.chat("Answer Yes or No.", f"Will the user like {t}?") for t in ("Heat (1995)", "Up (2009)")]
-    rows = backend.next_token_logprobs(prompts, [yes[0], no[0]])
-    for (ly, ln) in rows:
-        p = renormalize_yes(ly, ln)
-        assert 0.0 <= p <= 1.0
-        assert p + renormalize_yes(ln, ly) == pytest.approx(1.0)
-    # the same numbers through full-sequence scoring
-    forced = backend.sequence_logprobs(prompts, [yes, no])
+    rows = backend.label_logprobs(prompts, [yes, no])
+    # log-probabilities of two different tokens: each <= 0, their probabilities sum to < 1
+    assert all(ly < 0 and ln < 0 and math.exp(ly) + math.exp(ln) < 1 for ly, ln in rows)
+    # the same numbers through full-sequence scoring (the multi-token path)
+    forced = backend._sequence_logprobs(prompts, [yes, no])
     assert torch.allclose(torch.tensor(rows), torch.tensor(forced), atol=1e-4)
 
 
-def test_engine_agnostic_beam_search_is_exact_when_wide(backend, tensors, renderer):
+def test_engine_agnostic_beam_search_is_exact_when_wide(backend, index, renderer):
     """The search the vLLM backend runs, with this backend as the engine: with beams >= candidates
     it must return the brute-force top-k by the answers' log-probabilities."""
-    from llmrec.beam import beam_search
+    from llmrec.decoding.beam import beam_search
 
-    index = tensors.index
     prompts = [prompt_for(renderer, ["Heat (1995)"]), prompt_for(renderer, ["Toy Story (1995)"])]
     allowed = [list(range(40, 70)), list(range(500, 520))]
     masks = [index.node_mask([], a) for a in allowed]
     got = beam_search(backend.step_fn(prompts), index, masks, k=5, beams=30)
     for prompt, cands, result in zip(prompts, allowed, got):
-        [forced] = backend.sequence_logprobs([prompt], [index.sequences[i] for i in cands])
+        [forced] = backend.label_logprobs([prompt], [index.sequences[i] for i in cands])
         best = sorted(zip(cands, forced), key=lambda p: -p[1])[:5]
         assert [i for i, _ in result] == [i for i, _ in best]
         assert [s for _, s in result] == pytest.approx([s for _, s in best], abs=1e-3)
     # transformers' own constrained beam search can only find answers at or below the exact best
-    [forced] = backend.sequence_logprobs(prompts[:1], [index.sequences[i] for i in allowed[0]])
-    [theirs] = backend.top_items(prompts[:1], tensors, [[]], [allowed[0]], k=3)
+    [forced] = backend.label_logprobs(prompts[:1], [index.sequences[i] for i in allowed[0]])
+    [theirs] = backend.top_items([ItemSearch(prompts[0], (), allowed[0])], 3)
     assert len(theirs) == 3 and theirs[0][1] <= max(forced) + 1e-3

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import write
 
-from llmrec import prepare as prepare_module
 from llmrec.cli import main
-from tests.conftest import write
+from llmrec.data import prepared
 
 
 def run_failing(argv: list[str], capsys) -> str:
@@ -67,12 +67,12 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, tiny_movielens
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path: Path, tiny_movielens: Path, monkeypatch, capsys, tokenizer):
-    def broken(records, path):
-        path.mkdir(parents=True)
-        (path / "half").write_text("x")
+    def broken(folder, task, records):
+        (folder / task).mkdir(parents=True)
+        (folder / task / "half").write_text("x")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(prepare_module, "_write_sft", broken)
+    monkeypatch.setattr(prepared, "write_sft", broken)
     out = tmp_path / "out"
     with pytest.raises(OSError):
         main(["prepare", "--data", str(tiny_movielens), "--out", str(out), "--no-progress"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmrec.decoding.index import CatalogIndex, answer_tokens, build_trie
+from llmrec.decoding.trie import TrieTensors
 from llmrec.errors import LlmrecError
-from llmrec.index import CatalogIndex, answer_tokens, build_trie
 
 END = 0
 
@@ -21,12 +23,10 @@ def brute_allowed(sequences: list[list[int]], prefix: list[int], permitted: set[
 
 
 def walk(index: CatalogIndex, prefix: list[int]) -> int:
-    node = 0
-    for t in prefix:
-        node = int(index.step(np.array([node]), np.array([t]))[0])
-        if node < 0:
-            return -1
-    return node
+    """The node ``prefix`` leads to, by the one trie walk the backends use (``TrieTensors.walk``)."""
+    if not prefix:
+        return 0
+    return int(TrieTensors(index).walk(torch.as_tensor([prefix]))[0])
 
 
 # answers over a 6-token vocabulary, each ended by the end token 0 (which never occurs inside)
@@ -84,11 +84,11 @@ def test_trie_arrays_are_flat_and_children_contiguous():
         assert list(trie.token[list(kids)]) == sorted(trie.token[list(kids)])
 
 
-def test_real_catalogue_tokenized_in_the_answer_position(tokenizer, shared_data):
+def test_real_catalogue_tokenized_in_the_answer_position(tokenizer, embedded_ml):
     """ml-latest-small's 9k titles: every title's tokens lead to itself, as the model would write it."""
-    from llmrec.prompts import PromptRenderer
+    from llmrec.prompting.templates import PromptRenderer
 
-    movies = pd.read_csv(shared_data / "ml-latest-small" / "movies.csv").drop_duplicates("title")
+    movies = pd.read_csv(embedded_ml / "movies.csv").drop_duplicates("title")
     titles = movies["title"].tolist()
     prefix = PromptRenderer(tokenizer, 512).chat("system", "user")
     index = CatalogIndex.from_tokenizer(tokenizer, movies["movieId"].astype(str).tolist(), titles, prefix)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from llmrec.metrics import (
+from llmrec.evaluation.metrics import (
     expected_calibration_error,
     rank_from_scores,
     rank_in_list,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import (
+from llmrec.prompting.templates import (
     TASKS,
     PromptRenderer,
     domain_words,

@@ -6,19 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from support import REPO, write
 
-from llmrec.cli import build_parser, main, recipe_from_args
+from llmrec.cli import build_parser, main
+from llmrec.cli.train import recipe_from_args
 from llmrec.errors import LlmrecError
-from llmrec.recipe import (
+from llmrec.training.recipe import (
     Recipe,
     load_recipe,
     parse_override,
     servability_problems,
     shipped_recipes,
 )
-from tests.conftest import write
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_shipped_recipes_are_the_files_in_finetune():
@@ -32,7 +31,7 @@ def test_every_recipe_saves_an_adapter_vllm_can_serve(name: str, toy_model: Path
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.lora import lora_config
+    from llmrec.training.lora import lora_config
 
     recipe = load_recipe(REPO / "finetune" / f"{name}.yaml")
     assert recipe.name == name and recipe.description

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from llmrec.cli import main
+from llmrec.decoding.grounding import GroundingChecker
+from llmrec.decoding.recommender import Recommender
 from llmrec.errors import LlmrecError
-from llmrec.grounding import GroundingChecker
-from llmrec.recommender import Recommender
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,16 @@ def test_yes_no_rank_and_user_history(rec: Recommender):
         rec.user_history("no-such-user")
 
 
-def test_explanations_carry_a_grounding_flag(rec: Recommender):
-    [item] = rec.recommend(["Toy Story (1995)", "Heat (1995)"], k=1, explain=True)
-    assert isinstance(item.explanation, str) and item.grounded in (True, False)
+def test_explanations_carry_the_grounding_checkers_verdict(rec: Recommender):
+    history = ["Toy Story (1995)", "Heat (1995)"]
+    [item] = rec.recommend(history, k=1, explain=True)
+    assert isinstance(item.explanation, str)
+    # the flag is the checker's verdict on this text against the history shown and the item
+    assert item.grounded is GroundingChecker(rec.titles).check(item.explanation, history, item.title).grounded
+    # and it is computed, not constant: a text citing the history is grounded, one naming another title is not
+    cited = rec.checker.check('Like "Heat (1995)", it is a crime film.', history, item.title)
+    invented = rec.checker.check('Like "Casino (1995)", it is a crime film.', history, item.title)
+    assert cited.grounded and not invented.grounded
 
 
 def test_grounding_checker():

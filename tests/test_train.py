@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from llmrec.adapter import read_manifest
 from llmrec.cli import main
-from llmrec.recipe import load_recipe, servability_problems
-from llmrec.train import EMBEDDED_HUB_ID, TrainOptions, checkpoint_dir, mix, train
+from llmrec.training.adapter import read_manifest
+from llmrec.training.recipe import load_recipe, servability_problems
+from llmrec.training.train import (
+    EMBEDDED_HUB_ID,
+    TrainOptions,
+    checkpoint_dir,
+    mix,
+    train,
+)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -63,9 +69,9 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
 
 
 def test_the_mixture_follows_the_task_weights(prepared_small: Path):
-    from llmrec.train import load_task_splits
+    from llmrec.data import prepared
 
-    splits = load_task_splits(prepared_small, ["next_item", "yes_no"])
+    splits = {task: prepared.load_sft(prepared_small, task) for task in ("next_item", "yes_no")}
     n_next, n_yes = len(splits["next_item"]["train"]), len(splits["yes_no"]["train"])
     mixed = mix(splits, {"next_item": 2.0, "yes_no": 0.5}, seed=0)
     assert len(mixed) == 2 * n_next + round(0.5 * n_yes)
@@ -86,8 +92,8 @@ KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from llmrec.recipe import load_recipe
-from llmrec.train import TrainOptions, train
+from llmrec.training.recipe import load_recipe
+from llmrec.training.train import TrainOptions, train
 
 class KillAtStep3(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -103,7 +109,7 @@ train(TrainOptions(Path(data), Path(out), load_recipe("quick").replace(**small),
 
 def test_resume_continues_a_killed_run(prepared_small: Path, toy_model: Path, tmp_path: Path):
     out = tmp_path / "a"
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(prepared_small), str(out), str(toy_model)],
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(prepared_small), str(out), str(toy_model)], cwd=tmp_path,
                             env=ENV, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not out.exists()

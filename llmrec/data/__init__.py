@@ -7,24 +7,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmrec.data.formats import _LAYOUTS, EMBEDDED, FORMATS, GENERIC_SUFFIXES
 from llmrec.errors import DataError
 
 if TYPE_CHECKING:  # the loaders import pandas: kept out of `llmrec --help`
     from llmrec.data.tables import RawData
-
-GENERIC_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-
-EMBEDDED = "ml-latest-small"
-FORMATS = ("movielens-csv", "movielens-100k", "movielens-1m", "lastfm-hetrec", "recbole", "generic")
-
-# What identifies each folder layout: the files it must hold.
-_LAYOUTS = (
-    ("movielens-csv", ("ratings.csv", "movies.csv")),
-    ("movielens-100k", ("u.data", "u.item")),
-    ("movielens-1m", ("ratings.dat", "movies.dat")),
-    ("lastfm-hetrec", ("user_artists.dat", "artists.dat")),
-)
-
 
 def embedded_path() -> Path:
     """The folder of the ml-latest-small copy shipped inside the package."""

@@ -9,24 +9,18 @@ import pandas as pd
 
 from llmrec.data.tables import LIST_ATTRIBUTES, RawData
 from llmrec.errors import DataError
+from llmrec.options import option
 
 
 @dataclass
 class CleanOptions:
-    """How raw data is cleaned before splitting.
+    """How raw data is cleaned before splitting. Data without ratings is all liked; the two
+    k-cores are applied together until both hold."""
 
-    Attributes:
-        like_threshold: A rating >= this marks the interaction liked, below it disliked
-            (4.0 suits 5-star scales: MovieLens users give 3 to what they merely tolerate).
-            Data without ratings is all liked.
-        min_user_interactions: k-core on users (0 = off); applied together with the item side
-            until both hold.
-        min_item_interactions: k-core on items (0 = off); items that fail it leave the catalogue.
-    """
-
-    like_threshold: float = 4.0
-    min_user_interactions: int = 0
-    min_item_interactions: int = 0
+    # 4.0 suits 5-star scales: MovieLens users give 3 to what they merely tolerate
+    like_threshold: float = option(4.0, "a rating >= this is liked, below it disliked")
+    min_user_interactions: int = option(0, "user k-core: drop users with fewer events (0 = off)")
+    min_item_interactions: int = option(0, "item k-core: drop items with fewer events (0 = off)")
 
     def __post_init__(self) -> None:
         if self.min_user_interactions < 0 or self.min_item_interactions < 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.data import GENERIC_SUFFIXES as SUFFIXES
+from llmrec.data.formats import GENERIC_SUFFIXES as SUFFIXES
 from llmrec.data.tables import (
     RawData,
     make_interactions,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import write
 
 from llmrec import data
 from llmrec.errors import DataError
-from tests.conftest import write
 
 
 def test_embedded_ml_latest_small_loads_in_full():
@@ -26,15 +26,16 @@ def test_embedded_ml_latest_small_loads_in_full():
     assert (data.embedded_path() / "README.txt").is_file()  # the licence ships with the data
 
 
-def test_lastfm_real_files(shared_data: Path):
-    raw = data.load(shared_data / "lastfm-2k")
+def test_lastfm_hetrec_files(tiny_lastfm: Path):
+    raw = data.load(tiny_lastfm)
     assert raw.format == "lastfm-hetrec" and raw.item_noun == "artist"
-    assert len(raw.interactions) == 92_834
-    assert raw.interactions["user_id"].nunique() == 1_892
-    assert len(raw.catalog) == 17_632
-    assert not raw.has_timestamps
+    assert len(raw.interactions) == 60 * 12
+    assert raw.interactions["user_id"].nunique() == 60
+    assert len(raw.catalog) == 40
+    assert not raw.has_timestamps and not raw.ordered
     assert raw.interactions["rating"].isna().all() and (raw.interactions["weight"] > 0).all()
-    assert sum(len(t) > 0 for t in raw.catalog["tags"]) > 1_000
+    tags = raw.catalog.set_index("item_id")["tags"]
+    assert list(tags["1"]) == ["metal"] and list(tags["2"]) == ["jazz"] and list(tags["3"]) == []
 
 
 def test_recbole_ml_100k_from_the_wheel():

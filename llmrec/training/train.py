@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import shutil
 import time
@@ -22,12 +21,19 @@ from typing import Any
 import yaml
 
 from llmrec import __version__
-from llmrec.adapter import CARD, MANIFEST, RECIPE_FILE, model_card
-from llmrec.atomic import atomic_dir, sha256_file
+from llmrec.data import prepared
 from llmrec.errors import LlmrecError
-from llmrec.lora import check_tokenizer, load_base, lora_config, resolve_precision
+from llmrec.files import atomic_dir, sha256_file
 from llmrec.models import EMBEDDED_MODEL
-from llmrec.recipe import Recipe, servability_problems
+from llmrec.options import option
+from llmrec.training.adapter import CARD, MANIFEST, RECIPE_FILE, model_card
+from llmrec.training.lora import (
+    check_tokenizer,
+    load_base,
+    lora_config,
+    resolve_precision,
+)
+from llmrec.training.recipe import Recipe, servability_problems
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 RUN_FILE = "llmrec_run.json"
@@ -38,54 +44,20 @@ _RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_t
 
 @dataclass
 class TrainOptions:
-    """What ``train`` needs besides the recipe.
+    """What ``train`` needs besides the recipe (the recipe comes with ``--recipe``/``--set`` applied)."""
 
-    Attributes:
-        data: A folder written by ``llmrec prepare``.
-        out: The adapter folder to write (whole or not at all).
-        recipe: The training recipe (flags already applied).
-        resume: Continue from the newest checkpoint in ``OUT.checkpoints``.
-        overwrite: Replace an existing ``out``.
-        keep_checkpoints: Keep ``OUT.checkpoints`` after success.
-        progress: Show progress bars.
-    """
-
-    data: Path
-    out: Path
-    recipe: Recipe
-    resume: bool = False
-    overwrite: bool = False
-    keep_checkpoints: bool = False
-    progress: bool = True
+    data: Path = option(help="a folder written by `llmrec prepare`", parse=Path)
+    out: Path = option(help="adapter folder (written whole or not at all)", parse=Path)
+    recipe: Recipe = option(default_factory=Recipe, cli=False)
+    resume: bool = option(False, "continue from the newest checkpoint in OUT.checkpoints")
+    overwrite: bool = option(False, "replace an existing --out and old checkpoints")
+    keep_checkpoints: bool = option(False, "keep OUT.checkpoints after success")
+    progress: bool = option(True, "no progress bars", flag="--no-progress")
 
 
 def checkpoint_dir(out: Path) -> Path:
     """Where a run's checkpoints live until the adapter is written."""
     return out.parent / f"{out.name}.checkpoints"
-
-
-def read_prepared(data: Path) -> dict[str, Any]:
-    """The manifest of a prepared data folder; a one-line error if it is not one."""
-    manifest_path = Path(data) / "manifest.json"
-    if not manifest_path.is_file():
-        raise LlmrecError(f"{data}: not a prepared data folder (no manifest.json); run `llmrec prepare --out {data}`")
-    try:
-        return json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LlmrecError(f"{manifest_path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-
-
-def load_task_splits(data: Path, tasks: list[str]) -> dict[str, Any]:
-    """task -> DatasetDict(train/valid/test) from ``data/sft/TASK``."""
-    from datasets import load_from_disk
-
-    out = {}
-    for task in tasks:
-        folder = Path(data) / "sft" / task
-        if not folder.is_dir():
-            raise LlmrecError(f"{data}: has no sft/{task}; prepare it with --tasks including {task}")
-        out[task] = load_from_disk(str(folder))
-    return out
 
 
 def mix(splits: dict[str, Any], weights: dict[str, float], seed: int, limit: int | None = None):
@@ -152,12 +124,10 @@ def _peak_memory_mib(cuda: bool) -> int:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+    """The installed versions of llmrec's stack (what ``llmrec env`` reports), for the manifest."""
+    from llmrec.environment import library_versions
 
-    out = {"llmrec": __version__, "python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
-        out[name] = version(name)
-    return out
+    return {name: v for name, v in library_versions().items() if v is not None}
 
 
 def _cast_adapter(folder: Path, dtype_name: str) -> None:
@@ -173,22 +143,28 @@ def _cast_adapter(folder: Path, dtype_name: str) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
-def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any]:
-    """Train an adapter; returns its manifest (also written to ``out/llmrec_adapter.json``).
+@dataclass
+class _Run:
+    """What a run is: where it writes, what it trains on, and where it resumes from."""
 
-    Args:
-        options: Data, output folder, recipe and run switches.
-        callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. for logging).
-    """
-    started = time.perf_counter()
-    recipe = options.recipe
+    out: Path
+    work: Path
+    base_name: str
+    prepared: dict[str, Any]  # the data folder's manifest
+    data_sha: str
+    record: dict[str, Any]
+    resume_from: str | None
+
+
+def _start_run(options: TrainOptions) -> _Run:
+    """Check the data, the output and the checkpoints before anything heavy is loaded."""
     out = Path(options.out)
-    prepared = read_prepared(options.data)
+    manifest = prepared.read_manifest(options.data)
     if out.exists() and any(out.iterdir()) and not options.overwrite:
         raise LlmrecError(f"{out}: exists and is not empty; pass --overwrite to replace it")
     work = checkpoint_dir(out)
-    base_name = recipe.base or EMBEDDED_MODEL
-    data_sha = sha256_file(Path(options.data) / "manifest.json")
+    base_name = options.recipe.base or EMBEDDED_MODEL
+    data_sha = sha256_file(prepared.manifest_path(options.data))
     record = _run_record(options, base_name, data_sha)
 
     from transformers.trainer_utils import get_last_checkpoint
@@ -200,25 +176,14 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
         _check_resume(work, record)
     elif work.is_dir() and any(work.glob("checkpoint-*")) and not options.overwrite:
         raise LlmrecError(f"{work}: holds checkpoints of an earlier run; pass --resume or --overwrite")
+    return _Run(out, work, base_name, manifest, data_sha, record, resume_from)
 
-    if not options.progress:
-        from datasets import disable_progress_bars
 
-        disable_progress_bars()  # TRL's tokenization passes print one bar each
-    splits = load_task_splits(options.data, list(recipe.tasks))
-    valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
+def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluating: bool, progress: bool):
+    """TRL's ``SFTConfig`` for a recipe: completion-only loss, every default TRL 1.x would choose said."""
+    from trl import SFTConfig
 
-    import torch
-    from accelerate import PartialState
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
-
-    cuda = torch.cuda.is_available()
-    precision = resolve_precision(recipe, cuda, cuda and torch.cuda.is_bf16_supported())
-    evaluating = bool(recipe.eval_steps) and bool(valid)
-    # Built before anything asks for the process count: TrainingArguments sets up the process
-    # group (world size, rank) when launched by accelerate/torchrun.
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(work),
         completion_only_loss=True,
         max_length=recipe.max_length,
@@ -250,38 +215,53 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
         seed=recipe.seed,
         data_seed=recipe.seed,
         report_to="none",
-        disable_tqdm=not options.progress,
+        disable_tqdm=not progress,
         dataloader_pin_memory=cuda,
         ddp_find_unused_parameters=False,
     )
+
+
+def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], valid: dict[str, Any],
+                   callbacks: list | None):  # fmt: skip
+    """The SFTTrainer over the task mixture; returns it with the precision and samples per step."""
+    import torch
+    from accelerate import PartialState
+    from datasets import concatenate_datasets
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    recipe = options.recipe
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(recipe, cuda, cuda and torch.cuda.is_bf16_supported())
+    evaluating = bool(recipe.eval_steps) and bool(valid)
+    # Built before anything asks for the process count: TrainingArguments sets up the process
+    # group (world size, rank) when launched by accelerate/torchrun.
+    config = _sft_config(recipe, run.work, precision, cuda, evaluating, options.progress)
     state = PartialState()
     per_step = recipe.batch_size * recipe.grad_accum * state.num_processes
     limit = recipe.max_steps * per_step if recipe.max_steps else None
     train_rows = mix(splits, recipe.tasks, recipe.seed, limit)
     model, tokenizer = load_base(recipe.base, recipe, precision)
-    check_tokenizer(tokenizer, prepared, base_name)
+    check_tokenizer(tokenizer, run.prepared, run.base_name)
     if state.is_main_process:  # only now: a bad base model or data leaves no checkpoint folder behind
-        if work.is_dir() and not options.resume:
-            shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if run.work.is_dir() and not options.resume:
+            shutil.rmtree(run.work)
+        run.work.mkdir(parents=True, exist_ok=True)
+        (run.work / RUN_FILE).write_text(json.dumps(run.record, indent=2) + "\n")
     state.wait_for_everyone()
-
-    from datasets import concatenate_datasets
-
     cbs = list(callbacks or [])
     if evaluating and recipe.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
     trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=train_rows,
+        model=model, args=config, train_dataset=train_rows,
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(recipe),
-        callbacks=cbs,
-    )
-    result = trainer.train(resume_from_checkpoint=resume_from)
+        processing_class=tokenizer, peft_config=lora_config(recipe), callbacks=cbs,
+    )  # fmt: skip
+    return trainer, precision, per_step
+
+
+def _valid_metrics(trainer, valid: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Loss and token accuracy on each task's valid rows."""
     metrics = {}
     for task, rows in valid.items():
         m = trainer.evaluate(rows, metric_key_prefix=f"eval_{task}")
@@ -290,7 +270,15 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
             "loss": float(m[f"eval_{task}_loss"]),
             "mean_token_accuracy": float(m.get("eval_mean_token_accuracy", float("nan"))),
         }
-    state.wait_for_everyone()
+    return metrics
+
+
+def _run_stats(trainer, result, recipe: Recipe, run: _Run, precision: str, per_step: int, started: float):
+    """Steps, samples, tokens, time, memory and device of a finished run (the manifest's ``training``)."""
+    import torch
+    from accelerate import PartialState
+
+    cuda = torch.cuda.is_available()
     logged_tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
     steps = trainer.state.global_step
     seconds = float(result.metrics.get("train_runtime", 0.0))
@@ -299,52 +287,77 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     if not tokens:  # a run shorter than logging_steps logs no count: take it from the tokenized rows
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
         tokens = round(sum(lengths) * samples / max(1, len(lengths)))
-    manifest = {
+    best = trainer.state.best_model_checkpoint
+    return {
+        "steps": steps, "samples": samples, "tokens": tokens, "seconds": round(seconds, 1),
+        "samples_per_second": samples / seconds if seconds else 0.0,
+        "tokens_per_second": tokens / seconds if seconds else 0.0,
+        "peak_memory_mib": _peak_memory_mib(cuda),
+        "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
+        "precision": precision,
+        "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "processes": PartialState().num_processes,
+        "resumed_from": Path(run.resume_from).name if run.resume_from else None,
+        "stopped_early": bool(recipe.max_steps and steps < recipe.max_steps
+                              or not recipe.max_steps and steps < trainer.state.max_steps),
+        "best_checkpoint": Path(best).name if best else None,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+
+
+def _manifest(recipe: Recipe, run: _Run, metrics: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """The adapter manifest (``llmrec_adapter.json``): base, data, templates, recipe, metrics, run."""
+    data = run.prepared
+    hub_id = EMBEDDED_HUB_ID if run.base_name == EMBEDDED_MODEL else (None if Path(run.base_name).exists() else run.base_name)
+    return {
         "llmrec_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "base_model": {
-            "name": base_name,
-            "hub_id": EMBEDDED_HUB_ID if base_name == EMBEDDED_MODEL else (None if Path(base_name).exists() else base_name),
-            "quantization": "nf4-4bit" if recipe.load_in_4bit else None,
-        },
+        "base_model": {"name": run.base_name, "hub_id": hub_id,
+                       "quantization": "nf4-4bit" if recipe.load_in_4bit else None},  # fmt: skip
         "data": {
-            "name": Path(prepared["source"]["data"]).name,
-            "source": prepared["source"]["data"],
-            "catalog_hash": prepared["hashes"]["catalog"],
-            "interactions_hash": prepared["hashes"]["interactions"],
-            "manifest_sha256": data_sha,
-            "item_noun": prepared.get("item_noun"),
-            "tokenizer": prepared.get("tokenizer"),
+            "name": Path(data["source"]["data"]).name,
+            "source": data["source"]["data"],
+            "catalog_hash": data["hashes"]["catalog"],
+            "interactions_hash": data["hashes"]["interactions"],
+            "manifest_sha256": run.data_sha,
+            "item_noun": data.get("item_noun"),
+            "tokenizer": data.get("tokenizer"),
         },
-        "templates": {t: prepared["templates"][t] for t in recipe.tasks},
+        "templates": {t: data["templates"][t] for t in recipe.tasks},
         "recipe": recipe.to_dict(),
         "versions": _versions(),
         "metrics": {"valid": metrics},
-        "training": {
-            "steps": steps,
-            "samples": samples,
-            "tokens": tokens,
-            "seconds": round(seconds, 1),
-            "samples_per_second": samples / seconds if seconds else 0.0,
-            "tokens_per_second": tokens / seconds if seconds else 0.0,
-            "peak_memory_mib": _peak_memory_mib(cuda),
-            "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
-            "precision": precision,
-            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
-            "processes": state.num_processes,
-            "resumed_from": Path(resume_from).name if resume_from else None,
-            "stopped_early": bool(
-                recipe.max_steps and steps < recipe.max_steps
-                or not recipe.max_steps and steps < trainer.state.max_steps
-            ),
-            "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
-            if trainer.state.best_model_checkpoint
-            else None,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        },
+        "training": stats,
     }
+
+
+def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any]:
+    """Train an adapter; returns its manifest (also written to ``out/llmrec_adapter.json``).
+
+    Args:
+        options: Data, output folder, recipe and run switches.
+        callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. for logging).
+    """
+    from accelerate import PartialState
+
+    started = time.perf_counter()
+    recipe = options.recipe
+    run = _start_run(options)
+    if not options.progress:
+        from datasets import disable_progress_bars
+
+        disable_progress_bars()  # TRL's tokenization passes print one bar each
+    splits = {task: prepared.load_sft(options.data, task) for task in recipe.tasks}
+    valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
+    trainer, precision, per_step = _build_trainer(options, run, splits, valid, callbacks)
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    metrics = _valid_metrics(trainer, valid)
+    state = PartialState()
+    state.wait_for_everyone()
+    stats = _run_stats(trainer, result, recipe, run, precision, per_step, started)
+    manifest = _manifest(recipe, run, metrics, stats)
     if state.is_main_process:
-        _write_adapter(trainer, out, manifest, options)
+        _write_adapter(trainer, run.out, manifest, options)
     state.wait_for_everyone()
     return manifest
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.metrics import auc_only, ranking_metrics, yes_no_metrics
+from llmrec.evaluation.metrics import auc_only, ranking_metrics, yes_no_metrics
 
 PREDICTIONS = "predictions.jsonl"
+CONFIG = "config.json"
 
 
 def _rank(value) -> float:
@@ -64,9 +65,30 @@ def system_metrics(records: list[dict[str, Any]], ks: list[int], n_items: int) -
     return out
 
 
+def is_evaluation(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``llmrec evaluate`` (or ``evaluate-merge``)."""
+    return (Path(folder) / PREDICTIONS).is_file()
+
+
 def read_predictions(folder: Path) -> list[dict[str, Any]]:
+    """The per-user prediction records of an evaluation folder."""
     path = Path(folder) / PREDICTIONS
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """``{"config": ..., "data_manifest": ...}`` of an evaluation folder."""
+    return json.loads((Path(folder) / CONFIG).read_text(encoding="utf-8"))
+
+
+def write_evaluation(folder: Path, records: list[dict[str, Any]], config: dict[str, Any],
+                     data_manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Write the records, the config and the report into ``folder`` (a temporary folder); returns the report."""
+    with (Path(folder) / PREDICTIONS).open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False, default=float) + "\n")
+    (Path(folder) / CONFIG).write_text(json.dumps({"config": config, "data_manifest": data_manifest}, indent=2) + "\n")
+    return write_report(folder, records, config, data_manifest)
 
 
 def write_report(folder: Path, records: list[dict[str, Any]], config: dict[str, Any],

@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from llmrec import __version__
 from llmrec import data as datasets_io
-from llmrec.atomic import atomic_dir, check_writable, sha256_tree
+from llmrec.data import prepared
 from llmrec.data.clean import CleanOptions, clean
 from llmrec.data.split import leave_one_out
 from llmrec.errors import LlmrecError
-from llmrec.prompts import (
+from llmrec.files import atomic_dir, check_writable, sha256_tree
+from llmrec.options import option, parse_mapping
+from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions, build_samples
+from llmrec.prompting.templates import (
     PromptRenderer,
     Template,
     domain_words,
     load_template,
     shipped_templates,
 )
-from llmrec.samples import SPLITS, SampleBuilder, SampleOptions, build_samples
 
-MANIFEST = "manifest.json"
-CATALOG = "catalog.parquet"
-INTERACTIONS = "interactions.parquet"
-SFT = "sft"
 NEGATIVE_RULE = (
     "yes_no: every held-out target is a sample labelled by its rating (liked -> Yes, disliked -> "
     "No); each liked target adds negatives_per_positive items drawn uniformly from items the user "
@@ -41,35 +37,22 @@ NEGATIVE_RULE = (
 
 @dataclass
 class PrepareOptions:
-    """Everything ``prepare`` needs; the CLI fills it from flags.
+    """Everything ``prepare`` needs; the CLI fills it from flags."""
 
-    Attributes:
-        out: The output folder (replaced whole, only with ``overwrite``).
-        data: A data set name (``ml-latest-small``, ``ml-100k``) or a path.
-        format: Force a loader instead of detecting it.
-        columns: Generic loader: role to column mapping.
-        items: Generic loader: a separate items table.
-        model: Model whose tokenizer renders and counts prompts (default: embedded SmolLM2).
-        prompts: A folder of template files overriding the shipped ones, by task name.
-        item_noun: What items are called in prompts; default from the data ("movie", "artist").
-        clean: Cleaning options.
-        samples: Sample options.
-        overwrite: Replace an existing non-empty ``out``.
-        progress: Show progress bars.
-    """
-
-    out: Path
-    data: str = datasets_io.EMBEDDED
-    format: str | None = None
-    columns: dict[str, str] | None = None
-    items: str | None = None
-    model: str | None = None
-    prompts: Path | None = None
-    item_noun: str | None = None
+    out: Path = option(help="output folder (written whole or not at all)", parse=Path)
+    data: str = option(datasets_io.EMBEDDED, "data set name (ml-latest-small, ml-100k) or path")
+    format: str | None = option(None, "force a loader instead of detecting one", choices=datasets_io.FORMATS)
+    columns: dict[str, str] | None = option(
+        None, "CSV/JSONL/Parquet: ROLE=COLUMN,... e.g. user=uid,item=sku", parse=parse_mapping, metavar="MAPPING"
+    )
+    items: str | None = option(None, "CSV/JSONL/Parquet: a separate items table (item, title, genres, ...)")
+    model: str | None = option(None, "model whose tokenizer renders prompts (default: embedded SmolLM2-135M)")
+    prompts: Path | None = option(None, "folder of TASK.yaml templates overriding the shipped ones")
+    item_noun: str | None = option(None, "what an item is called in prompts (default from the data: movie, artist)")
     clean: CleanOptions = field(default_factory=CleanOptions)
     samples: SampleOptions = field(default_factory=SampleOptions)
-    overwrite: bool = False
-    progress: bool = True
+    overwrite: bool = option(False, "replace a non-empty --out folder")
+    progress: bool = option(True, "no progress bars", flag="--no-progress")
 
 
 def load_templates(folder: Path | None, tasks: tuple[str, ...]) -> dict[str, Template]:
@@ -85,47 +68,6 @@ def load_templates(folder: Path | None, tasks: tuple[str, ...]) -> dict[str, Tem
         if templates[task].task != task:
             raise LlmrecError(f"{templates[task].source}: is a {templates[task].task} template, not {task}")
     return {t: templates[t] for t in tasks}
-
-
-def table_hash(df: pd.DataFrame, columns: list[str]) -> str:
-    """SHA-256 of the listed columns' values, row by row: stable across Parquet writers."""
-    digest = hashlib.sha256()
-    for row in df[columns].astype("string").fillna("").itertuples(index=False):
-        digest.update(("\t".join(row) + "\n").encode("utf-8"))
-    return digest.hexdigest()
-
-
-def _write_sft(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    from datasets import (
-        Dataset,
-        DatasetDict,
-        Features,
-        Sequence,
-        Value,
-        disable_progress_bars,
-    )
-
-    disable_progress_bars()  # one bar per split and task would bury the summary
-
-    features = Features(
-        {
-            "prompt": Value("string"),
-            "completion": Value("string"),
-            "task": Value("string"),
-            "split": Value("string"),
-            "user_id": Value("string"),
-            "item_id": Value("string"),
-            "history": Sequence(Value("string")),
-            "label": Value("int32"),
-            "candidates": Sequence(Value("string")),
-        }
-    )
-    # from_dict, not from_list: an empty split must keep its columns
-    splits = {
-        s: Dataset.from_dict({k: [r[k] for r in records[s]] for k in features}, features=features) for s in SPLITS
-    }
-    # One shard each: datasets would write an empty split with no shard and then fail to load it.
-    DatasetDict(splits).save_to_disk(str(path), num_shards={s: 1 for s in SPLITS})
 
 
 def prepare(options: PrepareOptions) -> dict[str, Any]:
@@ -182,19 +124,70 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
             "skipped_over_budget_or_unexplainable": builder.skipped,
             "yes_no_labels": {"yes": sum(yes_no), "no": len(yes_no) - sum(yes_no)} if yes_no else {},
         },
-        "hashes": {
-            "catalog": table_hash(catalog, ["item_id", "title"]),
-            "interactions": table_hash(interactions, ["user_id", "item_id", "timestamp", "rating", "split"]),
-        },
+        "hashes": prepared.content_hashes(catalog, interactions),
     }
     with atomic_dir(out, options.overwrite) as tmp:
-        catalog.to_parquet(tmp / CATALOG, index=False)
-        keep = [c for c in ("user_id", "item_id", "timestamp", "rating", "weight", "review") if c in interactions]
-        interactions[keep + ["liked", "seq", "split"]].to_parquet(tmp / INTERACTIONS, index=False)
+        prepared.write_tables(tmp, catalog, interactions)
         for task, by_split in records.items():
-            _write_sft(by_split, tmp / SFT / task)
+            prepared.write_sft(tmp, task, by_split)
         manifest["files"] = sha256_tree(tmp)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        prepared.write_manifest(tmp, manifest)
     return manifest
 
+
+def prepared_folder(data: str | None, progress: bool, cache: Path | None = None) -> Path:
+    """A prepared folder for ``data``: itself if it is one, else prepared once into the cache.
+
+    The cached folder is named after the data and :func:`prepare_key`, so a change to the input
+    files or to the code that prepares them prepares afresh instead of reusing a stale split.
+    """
+    from llmrec import data as datasets_io
+    from llmrec.models import cache_dir
+
+    name = data or datasets_io.EMBEDDED
+    if prepared.is_prepared(name):
+        return Path(name)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).resolve()) if Path(name).exists() else name).strip("_")
+    folder = (cache or cache_dir() / "prepared") / f"{slug}-{prepare_key(name)}"
+    if not prepared.is_prepared(folder):
+        prepare(PrepareOptions(out=folder, data=name, overwrite=True, progress=progress))
+    return folder
+
+
+def prepare_key(name: str) -> str:
+    """12 hex digits over what a default ``prepare`` of ``name`` depends on: llmrec's version, the
+    source of every module of ``llmrec.data`` and ``llmrec.prompting`` (found by importing them,
+    so moving a file cannot silently drop it from the key), the shipped templates, and each input
+    file's path, size and modification time (``name`` may also be a packaged data set)."""
+    from importlib import resources
+
+    import llmrec
+    from llmrec import data as datasets_io
+
+    digest = hashlib.sha256(llmrec.__version__.encode())
+    for module, source in code_sources(("llmrec.data", "llmrec.prompting")):
+        digest.update(module.encode() + b"\0" + source)
+    for template in sorted(Path(str(resources.files("llmrec.templates"))).glob("*.yaml")):
+        digest.update(template.name.encode() + b"\0" + template.read_bytes())
+    path = datasets_io.named_path(name) or Path(name)
+    inputs = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in inputs:
+        stat = p.stat()
+        digest.update(f"{p.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def code_sources(packages: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    """(module name, source bytes) of every module in ``packages``, sorted by name."""
+    import importlib.util
+    import pkgutil
+
+    out = []
+    for name in packages:
+        package = importlib.import_module(name)
+        out.append((name, Path(package.__file__).read_bytes()))
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+            spec = importlib.util.find_spec(info.name)
+            out.append((info.name, Path(spec.origin).read_bytes()))
+    return sorted(out)

@@ -23,7 +23,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import TASKS, PromptRenderer, Template
+from llmrec.options import option
+from llmrec.prompting.templates import TASKS, PromptRenderer, Template
 
 SPLITS = ("train", "valid", "test")
 MAX_CITED = 2  # history items an explanation cites
@@ -32,27 +33,17 @@ MAX_SHARED = 3  # attributes an explanation names
 
 @dataclass
 class SampleOptions:
-    """Which samples ``prepare`` builds for each task.
+    """Which samples ``prepare`` builds for each task."""
 
-    Attributes:
-        tasks: Tasks to build, a subset of ``next_item``, ``yes_no``, ``explain``, ``rank``.
-        max_history: Newest history events shown in a prompt, before the token budget.
-        max_length: Token budget for prompt + answer; older history is dropped to fit.
-        train_targets_per_user: Newest train events per user used as targets (0 = all). Ten keep
-            ml-latest-small to ~6k samples per task, enough for a 135M model on a CPU.
-        negatives_per_positive: yes_no: unseen items labelled No per liked target, on top of the
-            disliked targets the data has; it balances data with few or no dislikes.
-        rank_candidates: rank: candidates per prompt, the true next item plus unseen items.
-        seed: Seed of negative sampling and candidate order.
-    """
-
-    tasks: tuple[str, ...] = TASKS
-    max_history: int = 20
-    max_length: int = 512
-    train_targets_per_user: int = 10
-    negatives_per_positive: int = 1
-    rank_candidates: int = 10
-    seed: int = 0
+    tasks: tuple[str, ...] = option(TASKS, "tasks to build", choices=TASKS, many=True)
+    max_history: int = option(20, "newest history items per prompt, before the token budget")
+    max_length: int = option(512, "token budget of prompt + answer; older history is dropped to fit")
+    # ten keep ml-latest-small to ~6k samples per task, enough for a 135M model on a CPU
+    train_targets_per_user: int = option(10, "newest train events per user used as targets (0 = all)")
+    # on top of the disliked targets the data has: it balances data with few or no dislikes
+    negatives_per_positive: int = option(1, "yes_no: unseen items labelled No per liked target")
+    rank_candidates: int = option(10, "rank: candidates per prompt, the true next item plus unseen ones (2-20)")
+    seed: int = option(0, "seed of negative sampling and candidate order")
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)

@@ -1,16 +1,16 @@
 """The vLLM backend (GPU), written against vLLM 0.33 and kept thin. NOT executed in this workplace:
 vLLM cannot be installed or run here (see README, "What was executed").
 
-Same interface as ``HFBackend``. Everything it computes itself (which answers a request permits,
+The same ``Backend`` protocol as ``HFBackend``. Everything it computes itself (which answers a request permits,
 the beam search, the trie walk and mask, label scoring) is shared with the transformers backend
 and tested on a CPU; this file only turns those into vLLM requests:
 
 - up to ``CHOICE_LIMIT`` permitted items: ``LLM.beam_search`` with
   ``StructuredOutputsParams(choice=...)`` (grammar engines do not scale past a few thousand);
-- more: llmrec's own beam search (``llmrec.beam``), each step one ``LLM.generate`` call of one
+- more: llmrec's own beam search (``llmrec.decoding.beam``), each step one ``LLM.generate`` call of one
   token with ``logprob_token_ids`` = the trie's permitted next tokens (raw log-probs, the same
   scores as the transformers backend); for ``k == 1`` a single greedy ``generate`` with the
-  V2-runner logits processor ``llmrec.backends.vllm_processor:TrieProcessor`` masking on the GPU;
+  V2-runner logits processor ``llmrec.decoding.backends.vllm_processor:TrieProcessor`` masking on the GPU;
 - yes/no: ``logprob_token_ids=[yes, no]``, then renormalised over the two;
 - adapters: ``LoRARequest`` with ``enable_lora`` and ``max_lora_rank`` from the adapter's rank.
 """
@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from llmrec.decoding.backends.base import ItemSearch
+from llmrec.decoding.index import CatalogIndex
 from llmrec.errors import LlmrecError
-from llmrec.index import CatalogIndex
 
 CHOICE_LIMIT = 2000  # llguidance refuses more than 2,000 choices; xgrammar's compile grows fast past that
 LOGPROB_IDS_LIMIT = 128  # vLLM's MAX_LOGPROB_TOKEN_IDS
@@ -60,7 +61,7 @@ def engine_kwargs(base: str, adapter: Path | None, max_model_len: int = 2048) ->
         "model": base,
         "max_model_len": max_model_len,
         "logprobs_mode": "raw_logprobs",  # scores before any processor: model log-probs, like the HF backend
-        "logits_processors": ["llmrec.backends.vllm_processor:TrieProcessor"],
+        "logits_processors": ["llmrec.decoding.backends.vllm_processor:TrieProcessor"],
         "enable_prefix_caching": True,  # every beam step re-sends the prompt
     }
     if adapter is not None:
@@ -91,10 +92,16 @@ class VLLMBackend:
         self.tokenizer = llm.get_tokenizer()
         self.device = "cuda"
         self.adapter = adapter
+        self.index: CatalogIndex | None = None
         self._index_files: dict[int, str] = {}
+
+    def set_catalog(self, index: CatalogIndex) -> None:
+        """Use ``index`` for later searches (its arrays go to a file when a worker needs them)."""
+        self.index = index
 
     @classmethod
     def load(cls, base: str | None, adapter: str | Path | None = None) -> VLLMBackend:
+        """Start a vLLM engine (it schedules its own batches: there is no batch size to give)."""
         try:
             from vllm import LLM
         except ImportError:
@@ -126,7 +133,10 @@ class VLLMBackend:
 
     def _greedy(self, prompts, index, excluded, allowed) -> list[list[tuple[int, float]]]:
         """k = 1 on a large catalogue: one greedy generate per prompt, masked on the GPU by TrieProcessor."""
+        import torch
         from vllm import SamplingParams
+
+        from llmrec.decoding.trie import TrieTensors
 
         depth = max(len(s) for s in index.sequences)
         params = [
@@ -137,13 +147,11 @@ class VLLMBackend:
             for ex, al in zip(excluded, allowed)
         ]
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False, lora_request=self._lora())
-        found = []
+        walker, found = TrieTensors(index), []
         for out in outputs:
             tokens = list(out.outputs[0].token_ids)
             tokens = tokens if tokens and tokens[-1] == index.end_token else tokens + [index.end_token]
-            node = 0
-            for t in tokens:
-                node = int(index.step(np.array([node]), np.array([t]))[0])
+            node = int(walker.walk(torch.as_tensor([tokens]))[0])
             item = index.item_at(node) if node >= 0 else -1
             found.append([(item, float(out.outputs[0].cumulative_logprob))] if item >= 0 else [])
         return found
@@ -171,28 +179,32 @@ class VLLMBackend:
 
         return step
 
-    def top_items(self, prompts, tensors, excluded, allowed=None, k=10, beams=None, length_normalize=False):
-        """Top-``k`` catalogue items per prompt (same contract as ``HFBackend.top_items``)."""
-        from llmrec.beam import beam_search
+    def top_items(
+        self, requests: Sequence[ItemSearch], k: int = 10, length_normalize: bool = False, beams: int | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Top-``k`` catalogue items per request (same contract as ``HFBackend.top_items``)."""
+        from llmrec.decoding.beam import beam_search
 
-        index = tensors.index
-        allowed = allowed if allowed is not None else [None] * len(prompts)
-        results: list[list[tuple[int, float]] | None] = [None] * len(prompts)
+        if self.index is None:
+            raise LlmrecError("top_items: no catalogue index set (set_catalog)")
+        index = self.index
+        prompts = [r.prompt for r in requests]
+        results: list[list[tuple[int, float]] | None] = [None] * len(requests)
         large = []
-        for r, prompt in enumerate(prompts):
-            items = permitted_items(index, excluded[r], allowed[r])
+        for r, request in enumerate(requests):
+            items = permitted_items(index, request.excluded, request.allowed)
             choices = choice_list(index, items)
             if choices is None:
                 large.append(r)
             else:
-                results[r] = self._choice_search(prompt, choices, items, k, beams, length_normalize)
+                results[r] = self._choice_search(request.prompt, choices, items, k, beams, length_normalize)
         if large and k == 1:
-            found = self._greedy([prompts[r] for r in large], index, [excluded[r] for r in large],
-                                 [allowed[r] for r in large])  # fmt: skip
+            found = self._greedy([prompts[r] for r in large], index, [requests[r].excluded for r in large],
+                                 [requests[r].allowed for r in large])  # fmt: skip
             for r, items in zip(large, found):
                 results[r] = items
         elif large:
-            masks = [index.node_mask(excluded[r], allowed[r]) for r in large]
+            masks = [index.node_mask(requests[r].excluded, requests[r].allowed) for r in large]
             found = beam_search(self.step_fn([prompts[r] for r in large]), index, masks, k, beams, length_normalize)
             for r, items in zip(large, found):
                 results[r] = items
@@ -215,16 +227,21 @@ class VLLMBackend:
                 picked.append((item, float(seq.cum_logprob)))
         return picked[:k]
 
-    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> list[list[float]]:
-        """Raw log-probs of ``token_ids`` as the first answer token (``logprob_token_ids``)."""
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Raw log-probability of each label as the answer: ``logprob_token_ids`` when every label
+        is one token, else ``prompt_logprobs`` of prompt + label."""
+        if all(len(label) == 1 for label in labels):
+            return self._next_token_logprobs(prompts, [label[0] for label in labels])
+        return self._sequence_logprobs(prompts, labels)
+
+    def _next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> list[list[float]]:
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(token_ids))
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False, lora_request=self._lora())
         return [[out.outputs[0].logprobs[0][t].logprob for t in token_ids] for out in outputs]
 
-    def sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Summed raw log-probs of each continuation, from ``prompt_logprobs`` of prompt + continuation."""
+    def _sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -239,7 +256,7 @@ class VLLMBackend:
         n = len(continuations)
         return [sums[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 80, end: str | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 80) -> list[str]:
         """Free greedy generation (explanations)."""
         from vllm import SamplingParams
 

@@ -1,6 +1,6 @@
 """The catalogue constraint as a vLLM V2-runner logits processor. NOT executed in this workplace.
 
-vLLM loads it by name (``llmrec.backends.vllm_processor:TrieProcessor``) in its worker process. A
+vLLM loads it by name (``llmrec.decoding.backends.vllm_processor:TrieProcessor``) in its worker process. A
 request switches it on with ``SamplingParams.extra_args={"llmrec": {"index": NPZ, "excluded":
 [...], "allowed": [...] | None}}`` (see ``vllm.processor_args``). The trie arrays are loaded once
 per file onto the worker's GPU as ``TrieTensors``, the same class the transformers backend's
@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import torch
 from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor
 
-from llmrec.constrain import TrieTensors
-from llmrec.index import CatalogIndex
+from llmrec.decoding.index import CatalogIndex
+from llmrec.decoding.trie import TrieTensors
 
 
 @lru_cache(maxsize=4)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmrec.index import CatalogIndex
+from llmrec.decoding.index import CatalogIndex
 
 # (request index, answer tokens so far, candidate next tokens) -> raw log-probs of those tokens
 StepFn = Callable[[list[tuple[int, list[int], np.ndarray]]], list[np.ndarray]]

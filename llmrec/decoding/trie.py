@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from llmrec.index import CatalogIndex
+from llmrec.decoding.index import CatalogIndex
 
 
 class TrieTensors:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from llmrec.errors import LlmrecError
-from llmrec.prompts import TASKS
+from llmrec.prompting.templates import TASKS
 
 # vLLM 0.33 serves LoRA ranks up to --max-lora-rank from this set, and refuses DoRA, biases and
 # modules_to_save (full copies of lm_head/embeddings); recipes are held to what it can serve.

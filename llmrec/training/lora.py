@@ -6,7 +6,7 @@ from typing import Any
 
 from llmrec.errors import LlmrecError
 from llmrec.models import resolve_model
-from llmrec.recipe import Recipe
+from llmrec.training.recipe import Recipe
 
 
 def resolve_precision(recipe: Recipe, cuda: bool, bf16_ok: bool) -> str:

@@ -7,22 +7,38 @@ training samples, and every recommended item comes out of the catalogue index.
 from __future__ import annotations
 
 import difflib
-import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from llmrec.adapter import MANIFEST as ADAPTER_MANIFEST
-from llmrec.adapter import read_manifest, shipped_adapter_dir
-from llmrec.backends import renormalize_yes
+from llmrec.data import prepared
+from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
+from llmrec.decoding.grounding import GroundingChecker, normalize_title
+from llmrec.decoding.index import CatalogIndex, answer_tokens
 from llmrec.errors import LlmrecError
-from llmrec.grounding import GroundingChecker, normalize_title
-from llmrec.index import CatalogIndex, answer_tokens
-from llmrec.prompts import PromptRenderer, domain_words, shipped_templates
+from llmrec.options import option
+from llmrec.prompting.samples import SampleOptions
+from llmrec.prompting.templates import PromptRenderer, domain_words, shipped_templates
+from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
+from llmrec.training.adapter import read_manifest, shipped_adapter_dir
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass(kw_only=True)
+class LoadOptions:
+    """Which model, catalogue and engine ``Recommender.load`` uses (shared by recommend, predict, evaluate)."""
+
+    model: str | None = option(None, "an llmrec adapter folder, or a base model (default: the shipped adapter)")
+    data: str | None = option(
+        None, "a prepared folder or raw data as prepare takes it (default: embedded ml-latest-small)"
+    )
+    backend: str = option("hf", "inference engine", choices=BACKENDS)
+    device: str | None = option(None, "cpu or cuda (default: cuda when available)")
 
 
 @dataclass
@@ -49,34 +65,6 @@ def adapter_manifest(model: str | Path | None) -> dict[str, Any] | None:
     return read_manifest(folder) if (folder / ADAPTER_MANIFEST).is_file() else None
 
 
-def load_data(data: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Catalogue, interactions and settings from a prepared folder, or from raw data (cleaned and
-    split in memory with prepare's defaults, which is what the shipped adapter was trained on)."""
-    from llmrec import data as datasets_io
-
-    data = data or datasets_io.EMBEDDED
-    folder = Path(data)
-    if (folder / "manifest.json").is_file():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        catalog = pd.read_parquet(folder / "catalog.parquet")
-        interactions = pd.read_parquet(folder / "interactions.parquet")
-        return catalog, interactions, manifest
-    from llmrec.data.clean import CleanOptions, clean
-    from llmrec.data.split import leave_one_out
-    from llmrec.prepare import table_hash
-
-    raw = datasets_io.load(str(data))
-    catalog, interactions, _ = clean(raw, CleanOptions())
-    interactions, _ = leave_one_out(interactions, raw.ordered)
-    info = {
-        "item_noun": raw.item_noun,
-        "samples": {"max_length": 512, "max_history": 20},
-        "hashes": {"catalog": table_hash(catalog, ["item_id", "title"])},
-        "source": {"data": raw.source},
-    }
-    return catalog, interactions, info
-
-
 class Recommender:
     """Recommendations, yes/no probabilities, explanations and rankings from one model and catalogue."""
 
@@ -89,9 +77,10 @@ class Recommender:
         self.adapter = adapter
         self.templates = shipped_templates()
         tokenizer = backend.tokenizer
-        samples = info.get("samples", {})
-        self.max_history = int(samples.get("max_history", 20))
-        self.renderer = PromptRenderer(tokenizer, int(samples.get("max_length", 512)))
+        # raw data (no prepare run) renders with prepare's defaults, as the shipped adapter was trained
+        samples = {**asdict(SampleOptions()), **info.get("samples", {})}
+        self.max_history = int(samples["max_history"])
+        self.renderer = PromptRenderer(tokenizer, int(samples["max_length"]))
         self.words = domain_words(info.get("item_noun") or "item")
         self.titles = self.catalog["title"].tolist()
         self.item_ids = self.catalog["item_id"].astype(str).tolist()
@@ -101,9 +90,7 @@ class Recommender:
         prefix = self.renderer.chat("system", "user")
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
         self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
-        from llmrec.constrain import TrieTensors
-
-        self.tensors = TrieTensors(self.index, backend.device)
+        backend.set_catalog(self.index)
         self.checker = GroundingChecker(self.titles)
         labels = self.templates["yes_no"].labels
         self.yes_no_ids = [answer_tokens(tokenizer, [labels[k]], prefix, "")[0] for k in ("yes", "no")]
@@ -112,7 +99,7 @@ class Recommender:
 
     @classmethod
     def load(cls, model: str | Path | None = None, data: str | Path | None = None, backend: str = "hf",
-             device: str | None = None) -> Recommender:  # fmt: skip
+             device: str | None = None, batch_size: int | None = None) -> Recommender:  # fmt: skip
         """Load a model and a catalogue.
 
         Args:
@@ -122,26 +109,18 @@ class Recommender:
                 embedded ml-latest-small.
             backend: ``hf`` (transformers, CPU or GPU) or ``vllm`` (GPU).
             device: ``cpu``/``cuda``; default CUDA when available.
+            batch_size: Prompts per forward pass (hf; default 8). vLLM schedules its own batches.
         """
         adapter_dir = Path(model) if model is not None else shipped_adapter_dir()
         adapter = adapter_manifest(model)
         base = adapter["base_model"]["name"] if adapter else str(model)
-        catalog, interactions, info = load_data(data)
+        catalog, interactions, info = prepared.load(data)
         if adapter and adapter["data"]["catalog_hash"] != info["hashes"]["catalog"]:
             warnings.warn(
                 "the catalogue differs from the one the adapter was trained on: new items are reachable but the "
                 "model has never seen them", stacklevel=2,
             )  # fmt: skip
-        if backend == "hf":
-            from llmrec.backends.hf import HFBackend
-
-            engine = HFBackend.load(base, adapter_dir if adapter else None, device)
-        elif backend == "vllm":
-            from llmrec.backends.vllm import VLLMBackend
-
-            engine = VLLMBackend.load(base, adapter_dir if adapter else None)
-        else:
-            raise LlmrecError(f"unknown backend '{backend}' (known: hf, vllm)")
+        engine = load_backend(backend, base, adapter_dir if adapter else None, device, batch_size)
         return cls(engine, catalog, interactions, info, adapter)
 
     def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:
@@ -156,9 +135,7 @@ class Recommender:
         tokenizer = self.backend.tokenizer
         self.index = self.index.with_items(list(map(str, item_ids)), answers,
                                            answer_tokens(tokenizer, answers, prefix, tokenizer.eos_token))  # fmt: skip
-        from llmrec.constrain import TrieTensors
-
-        self.tensors = TrieTensors(self.index, self.backend.device)
+        self.backend.set_catalog(self.index)
         for item, title in zip(item_ids, titles):
             self.position[str(item)] = len(self.titles)
             self.by_title[title] = len(self.titles)
@@ -217,8 +194,8 @@ class Recommender:
             raise LlmrecError(f"k must be >= 1, got {k}")
         positions = [self.resolve(h) for h in histories]
         prompts = [self._prompt("next_item", h, {}) for h in positions]
-        excluded = [h if exclude_history else [] for h in positions]
-        ranked = self.backend.top_items(prompts, self.tensors, excluded, k=k, length_normalize=length_normalize)
+        requests = [ItemSearch(p, h if exclude_history else ()) for p, h in zip(prompts, positions)]
+        ranked = self.backend.top_items(requests, k, length_normalize)
         out = []
         for h, items in zip(positions, ranked):
             recs = [Recommendation(self.item_ids[i], self.titles[i], s) for i, s in items]
@@ -250,12 +227,16 @@ class Recommender:
             if fitted is None:
                 raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
             prompts.append(fitted[0])
-        yes, no = self.yes_no_ids
-        if len(yes) == 1 and len(no) == 1:
-            rows = self.backend.next_token_logprobs(prompts, [yes[0], no[0]])
-        else:  # multi-token labels: score both full answers
-            rows = self.backend.sequence_logprobs(prompts, [yes, no])
-        return [renormalize_yes(a, b) for a, b in rows]
+        return self.p_yes(prompts)
+
+    def p_yes(self, prompts: Sequence[str]) -> list[float]:
+        """p(yes) for rendered yes/no prompts (e.g. a prepared split's), renormalised over Yes and No."""
+        return [renormalize_yes(a, b) for a, b in self.backend.label_logprobs(prompts, self.yes_no_ids)]
+
+    def rank_scores(self, prompts: Sequence[str], n_candidates: Sequence[int]) -> list[list[float]]:
+        """Per rendered rank prompt, the log-probability of each of its first ``n`` candidate letters."""
+        rows = self.backend.label_logprobs(prompts, self.rank_ids[: max(n_candidates, default=0)])
+        return [row[:n] for row, n in zip(rows, n_candidates)]
 
     def explain(self, history: Sequence[str | int], item: str | int) -> dict[str, Any]:
         """A generated explanation of recommending ``item``, with its grounding check."""
@@ -283,10 +264,10 @@ class Recommender:
         if len(cands) <= len(self.rank_labels) and all(len(ids) == 1 for ids in self.rank_ids):
             pairs = [(self.rank_labels[j], self.titles[c]) for j, c in enumerate(cands)]
             prompt = self._prompt("rank", positions, {"candidates": pairs})
-            [row] = self.backend.next_token_logprobs([prompt], [ids[0] for ids in self.rank_ids[: len(cands)]])
+            [row] = self.rank_scores([prompt], [len(cands)])
             scored = list(zip(cands, row))
         else:
             prompt = self._prompt("next_item", positions, {})
-            [scored] = self.backend.top_items([prompt], self.tensors, [[]], [cands], k=len(cands))
+            [scored] = self.backend.top_items([ItemSearch(prompt, (), cands)], len(cands))
         scored.sort(key=lambda p: -p[1])
         return [Recommendation(self.item_ids[i], self.titles[i], float(s)) for i, s in scored]

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import torch
 
-from llmrec.constrain import TrieLogitsProcessor, TrieTensors
+from llmrec.decoding.backends.base import ItemSearch
+from llmrec.decoding.index import CatalogIndex
+from llmrec.decoding.trie import TrieLogitsProcessor, TrieTensors
 from llmrec.errors import LlmrecError
+
+DEFAULT_BATCH = 8  # prompts per forward pass
 
 
 class HFBackend:
-    """A causal LM (optionally with a LoRA adapter) behind llmrec's backend interface.
+    """A causal LM (optionally with a LoRA adapter) behind llmrec's ``Backend`` protocol.
 
     Args:
         model: A loaded causal LM in eval mode.
@@ -22,22 +26,27 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 8) -> None:
+    def __init__(self, model, tokenizer, batch_size: int = DEFAULT_BATCH) -> None:
+        if batch_size < 1:
+            raise LlmrecError(f"batch size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        self._device = next(model.parameters()).device
+        self.device = str(self._device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.tensors: TrieTensors | None = None
 
     @classmethod
-    def load(cls, base: str | None, adapter: str | Path | None = None, device: str | None = None) -> HFBackend:
+    def load(cls, base: str | None, adapter: str | Path | None = None, device: str | None = None,
+             batch_size: int | None = None) -> HFBackend:  # fmt: skip
         """Load the base model (embedded by default), apply ``adapter`` if given, put it on ``device``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from llmrec.models import not_found_message, resolve_model
+        from llmrec.models import not_found_message, resolve_device, resolve_model
 
         path = resolve_model(base)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
@@ -50,13 +59,17 @@ class HFBackend:
             # merged into the base weights: inference only, and one matmul per layer instead of three
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         model.to(device).eval()
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, batch_size or DEFAULT_BATCH)
+
+    def set_catalog(self, index: CatalogIndex) -> None:
+        """The catalogue index, as tensors on this model's device."""
+        self.tensors = TrieTensors(index, self._device)
 
     def _encode(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         # left padding: every prompt ends where generation starts
         self.tokenizer.padding_side = "left"
         batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return {k: v.to(self._device) for k, v in batch.items()}
 
     def _generation_config(self, **values):
         """A fresh config: checkpoints ship top_k/top_p/temperature that would prune beams silently."""
@@ -69,35 +82,29 @@ class HFBackend:
 
     @torch.no_grad()
     def top_items(
-        self,
-        prompts: Sequence[str],
-        tensors: TrieTensors,
-        excluded: Sequence[Sequence[int]],
-        allowed: Sequence[Sequence[int] | None] | None = None,
-        k: int = 10,
-        beams: int | None = None,
-        length_normalize: bool = False,
+        self, requests: Sequence[ItemSearch], k: int = 10, length_normalize: bool = False, beams: int | None = None
     ) -> list[list[tuple[int, float]]]:
-        """Top-``k`` distinct catalogue items per prompt by constrained beam search.
+        """Top-``k`` distinct catalogue items per request by constrained beam search.
 
         Args:
-            prompts: Rendered prompts ending where the answer starts.
-            tensors: The catalogue index on this model's device.
-            excluded: Per prompt, item positions never to return (e.g. the history).
-            allowed: Per prompt, the only item positions to consider (None = all).
-            k: Items per prompt.
-            beams: Beam width (at least k and 2; default 2k).
+            requests: Prompts with the items each may (not) return.
+            k: Items per request.
             length_normalize: Divide the log-probability by the answer length (off by default:
                 it favours long titles, see "Decoding Matters", Bao et al. 2024).
+            beams: Beam width (at least k and 2; default 2k).
 
         Returns:
-            Per prompt, up to ``k`` (item position, score) pairs, best first; the score is the
+            Per request, up to ``k`` (item position, score) pairs, best first; the score is the
             answer's log-probability under the model (summed over its tokens unless normalised).
         """
+        if self.tensors is None:
+            raise LlmrecError("top_items: no catalogue index set (set_catalog)")
+        tensors = self.tensors
+        prompts = [r.prompt for r in requests]
         # 2k beams by default: when several of k beams finish at the same step and the rest were
         # pruned, fewer than k answers complete. A prompt still short of k is retried once, wider.
         width = max(beams or 2 * k, k, 2)  # one beam would be greedy search, which reports no scores
-        node_ok = tensors.masks(excluded, allowed)
+        node_ok = tensors.masks([r.excluded for r in requests], [r.allowed for r in requests])
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(prompts), self.batch_size):
             stop = min(start + self.batch_size, len(prompts))
@@ -156,11 +163,17 @@ class HFBackend:
         cache.batch_repeat_interleave(copies)
         return cache
 
+    def label_logprobs(self, prompts: Sequence[str], labels: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Raw log-probability of each label (token ids) as the answer, per prompt: one forward
+        pass per batch when every label is a single token, teacher forcing otherwise."""
+        if all(len(label) == 1 for label in labels):
+            return self._next_token_logprobs(prompts, [label[0] for label in labels])
+        return self._sequence_logprobs(prompts, labels)
+
     @torch.no_grad()
-    def next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> list[list[float]]:
-        """Raw log-probabilities of ``token_ids`` as the first answer token, per prompt."""
+    def _next_token_logprobs(self, prompts: Sequence[str], token_ids: Sequence[int]) -> list[list[float]]:
         out = []
-        ids = torch.as_tensor(list(token_ids), device=self.device)
+        ids = torch.as_tensor(list(token_ids), device=self._device)
         for start in range(0, len(prompts), self.batch_size):
             batch = self._encode(prompts[start : start + self.batch_size])
             logits = self.model(**batch).logits[:, -1, :].float()
@@ -168,24 +181,23 @@ class HFBackend:
         return out
 
     @torch.no_grad()
-    def sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Summed log-probability of each continuation (token ids) after each prompt (teacher forcing)."""
+    def _sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
         out = []
         for prompt in prompts:
             row = []
             for cont in continuations:
                 batch = self._encode([prompt])
                 n = batch["input_ids"].shape[1]
-                ids = torch.cat([batch["input_ids"], torch.as_tensor([list(cont)], device=self.device)], dim=1)
+                ids = torch.cat([batch["input_ids"], torch.as_tensor([list(cont)], device=self._device)], dim=1)
                 logits = self.model(input_ids=ids).logits[0, n - 1 : -1].float()
                 row.append(float(torch.log_softmax(logits, -1)[torch.arange(len(cont)), torch.as_tensor(cont)].sum()))
             out.append(row)
         return out
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 80, end: str | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 80) -> list[str]:
         """Free greedy generation (for explanations): the text up to the end-of-answer token."""
-        end_id = self.tokenizer.convert_tokens_to_ids(end or self.tokenizer.eos_token)
+        end_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token)
         texts = []
         for start in range(0, len(prompts), self.batch_size):
             batch = self._encode(prompts[start : start + self.batch_size])
@@ -195,7 +207,6 @@ class HFBackend:
             new = out.sequences[:, batch["input_ids"].shape[1] :]
             texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
         return [t.strip() for t in texts]
-
 
     def step_fn(self, prompts: Sequence[str]):
         """A ``beam.StepFn`` over ``prompts``: raw log-probs of candidate tokens after prompt + prefix."""
@@ -216,7 +227,7 @@ class HFBackend:
                 for i, x in enumerate(rows):
                     ids[i, width - len(x) :] = torch.as_tensor(x)
                     mask[i, width - len(x) :] = 1
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits[:, -1]
+                logits = self.model(input_ids=ids.to(self._device), attention_mask=mask.to(self._device)).logits[:, -1]
                 logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
                 out.extend(logprobs[i, np.asarray(cands)] for i, (_, _, cands) in enumerate(chunk))
             return out

@@ -1,0 +1,1 @@
+"""Decoding: the catalogue index (token trie), constrained search, backends, and the ``Recommender`` API."""

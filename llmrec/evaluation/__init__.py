@@ -1,0 +1,1 @@
+"""Evaluation: offline metrics, classical baselines, ``evaluate`` and its reports."""

@@ -1,0 +1,65 @@
+"""Classical baselines on the same split and users as llmrec: popularity, item-kNN and SASRec.
+
+Each has ``fit(sequences, n_items)`` (per user, train item positions in time order) and
+``score(histories) -> (users, n_items)`` scores, higher is better; the evaluator excludes the
+history and ranks the held-out item pessimistically (ties against the system).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmrec.evaluation.baselines.itemknn import ItemKNN
+from llmrec.evaluation.baselines.popularity import Popularity
+from llmrec.evaluation.metrics import rank_from_scores, ranking_metrics
+
+BASELINES = ("popularity", "itemknn", "sasrec")
+# Short grids on the valid split (metric: NDCG@10). SASRec's search is over epochs (early stopping).
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "popularity": [{"recent": 0}, {"recent": 20}],
+    "itemknn": [{"neighbours": n, "history": h} for n in (50, 200) for h in (0, 20)],
+    "sasrec": [{"epochs": 200}],
+}
+
+
+def make(name: str, **options):
+    """A baseline by name, with its options."""
+    if name == "popularity":
+        return Popularity(**options)
+    if name == "itemknn":
+        return ItemKNN(**options)
+    if name == "sasrec":
+        from llmrec.evaluation.baselines.sasrec import SASRec
+
+        return SASRec(**options)
+    raise ValueError(f"unknown baseline '{name}'")
+
+
+def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]]):
+    """Fit ``name`` for each setting of its grid; keep the best NDCG@10 on the valid pairs.
+
+    Returns the fitted model and what was chosen (setting, valid NDCG@10, seconds).
+    """
+    best, began = None, time.perf_counter()
+    for setting in GRIDS[name]:
+        model = make(name, **setting)
+        if name == "sasrec":
+            model.fit(train, n_items, validate=lambda m: ndcg10(m, valid))  # early stopping on valid
+        else:
+            model.fit(train, n_items)
+        value = ndcg10(model, valid)
+        if best is None or value > best[0]:
+            chosen = {**setting, **({"epochs_run": model.epochs_run} if name == "sasrec" else {})}
+            best = (value, model, {"setting": chosen, "valid_ndcg@10": round(value, 4)})
+    return best[1], {**best[2], "tune_s": round(time.perf_counter() - began, 1)}
+
+
+def ndcg10(model, pairs: list[tuple[list[int], int]]) -> float:
+    """NDCG@10 of a fitted baseline over (history, target) pairs, the history excluded."""
+    scores = model.score([h for h, _ in pairs])
+    ranks = [rank_from_scores(scores[i], t, h) for i, (h, t) in enumerate(pairs)]
+    return ranking_metrics(ranks, [10])["ndcg@10"]
+
+
+__all__ = ["BASELINES", "GRIDS", "ItemKNN", "Popularity", "make", "ndcg10", "tune"]

@@ -1,0 +1,1 @@
+"""Prompting: templates, the samples built from split interactions, and ``prepare`` (data in, SFT folder out)."""
