@@ -13,16 +13,25 @@ from typing import Any
 LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU feature flags Linux reports (empty where there is no /proc/cpuinfo)."""
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        if line.split(":")[0].strip() == name:
+            return line.partition(":")[2].strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU feature flags Linux reports (empty where there is no /proc/cpuinfo)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
 
 
 def cpu_bf16(flags: set[str] | None = None) -> str | None:
@@ -51,7 +60,7 @@ def devices() -> list[dict[str, Any]]:
     """The CPU and every visible CUDA device, with whether it computes in bf16."""
     import torch
 
-    out = [{"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    out = [{"device": "cpu", "name": cpu_name(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "bf16": cpu_bf16()}]  # fmt: skip
     for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         props = torch.cuda.get_device_properties(i)

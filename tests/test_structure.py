@@ -10,7 +10,7 @@ from pathlib import Path
 
 import llmrec
 from llmrec.cli import main
-from llmrec.environment import cpu_bf16, cpu_flags
+from llmrec.environment import cpu_bf16, cpu_flags, cpu_name
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -77,8 +77,8 @@ def test_the_cli_imports_no_torch(tmp_path: Path):
 
 def test_cpu_bf16_from_the_flags(tmp_path: Path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
-    assert cpu_flags(info) >= {"avx512_bf16", "avx2"}
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_flags(info) >= {"avx512_bf16", "avx2"} and cpu_name(info) == "AMD EPYC 9R14"
     assert cpu_bf16(cpu_flags(info)) == "avx512_bf16"
     assert cpu_bf16({"avx2", "fma"}) is None
     assert cpu_flags(tmp_path / "missing") == set()
