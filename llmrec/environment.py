@@ -97,3 +97,20 @@ def format_report(info: dict[str, Any]) -> str:
     if info["offline"]:
         lines.append("- " + ", ".join(f"{k}={v}" for k, v in info["offline"].items()))
     return "\n".join(lines)
+
+
+# Deprecations raised inside the libraries we call (not by llmrec's own calls), printed on every
+# run: peft reads `is_gradient_checkpointing`, TRL passes `gradient_checkpointing`.
+KNOWN_DEPRECATIONS = (
+    r"`is_gradient_checkpointing` is deprecated",
+    r"`gradient_checkpointing` is deprecated",
+    r"`gradient_checkpointing_kwargs` is deprecated",
+)
+
+
+def silence_known_deprecations() -> None:
+    """Hide the libraries' own FutureWarnings listed in ``KNOWN_DEPRECATIONS`` (the CLI calls this)."""
+    import warnings
+
+    for message in KNOWN_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)

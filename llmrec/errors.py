@@ -7,3 +7,9 @@ class LlmrecError(Exception):
 
 class DataError(LlmrecError):
     """Bad input data: the message names the file and, where known, the row and column."""
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``value`` as text, cut to ``limit`` characters for a message (a 20 MB field stays out of logs)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

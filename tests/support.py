@@ -13,3 +13,19 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding=encoding)
     return path
+
+
+def run_failing(argv: list[str], capsys) -> str:
+    """Run the CLI expecting a user error: exit 2 and exactly one line on stderr, no traceback."""
+    from llmrec.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("llmrec: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary folders of ours left in ``folder``."""
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]

@@ -5,22 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import write
+from support import leftovers, run_failing, write
 
 from llmrec.cli import main
 from llmrec.data import prepared
-
-
-def run_failing(argv: list[str], capsys) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("llmrec: error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
-
-
-def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
 def test_help_lists_prepare(capsys):

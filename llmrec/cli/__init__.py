@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from llmrec import __version__
 from llmrec.cli import env, evaluate, predict, prepare, quickstart, recommend, train
+from llmrec.environment import silence_known_deprecations
 from llmrec.errors import LlmrecError
 
 COMMANDS = (prepare, train, recommend, predict, evaluate, quickstart, env)
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code. User-fixable errors are one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
+    silence_known_deprecations()
     try:
         return args.run(args)
     except LlmrecError as exc:

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"llmrec: note: {w.message}", file=sys.stderr)
     history = rec.user_history(args.user) if args.user is not None else args.history
     items = rec.recommend(history, args.k, explain=args.explain)
+    if note := rec.short_note(args.k, len(items)):
+        print(f"llmrec: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"items": [i.to_dict() for i in items]}, ensure_ascii=False))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from llmrec.errors import LlmrecError
 from llmrec.options import add_arguments, from_args
 from llmrec.prompting.templates import TASKS
 from llmrec.training.recipe import Recipe
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``llmrec train``."""
     from llmrec.training.train import train
 
+    if args.max_steps is not None and args.max_steps < 1:
+        # the recipe's max_steps 0 means "run the epochs"; a flag that overrides them must ask for steps
+        raise LlmrecError(f"--max-steps must be >= 1, got {args.max_steps} (leave it out to run the recipe's epochs)")
     options = from_args(TrainOptions, args, recipe=recipe_from_args(args))
     manifest = train(options)
     from accelerate import PartialState

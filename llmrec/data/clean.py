@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import html
+import math
+import re
+import unicodedata
 from dataclasses import dataclass
 
 import pandas as pd
 
 from llmrec.data.tables import LIST_ATTRIBUTES, RawData
-from llmrec.errors import DataError
+from llmrec.errors import DataError, shorten
 from llmrec.options import option
 
 
@@ -21,18 +24,55 @@ class CleanOptions:
     like_threshold: float = option(4.0, "a rating >= this is liked, below it disliked")
     min_user_interactions: int = option(0, "user k-core: drop users with fewer events (0 = off)")
     min_item_interactions: int = option(0, "item k-core: drop items with fewer events (0 = off)")
+    # Longer values are data errors, not titles: a 50 MB "title" once ran prepare for 9 minutes.
+    max_title_chars: int = option(1000, "longest title (and genre or tag) accepted, in characters")
+    max_text_chars: int = option(20000, "longest free text (review, description) accepted, in characters")
 
     def __post_init__(self) -> None:
         if self.min_user_interactions < 0 or self.min_item_interactions < 0:
             raise DataError("k-core minimums must be >= 0")
+        if not math.isfinite(self.like_threshold):
+            raise DataError(f"--like-threshold must be a finite number, got {self.like_threshold}")
+        if self.max_title_chars < 1 or self.max_text_chars < 1:
+            raise DataError("--max-title-chars and --max-text-chars must be >= 1")
+
+
+# Chat-control markup a tokenizer may turn into special tokens: <|im_end|>, <|eot_id|>, <s>,
+# </s>, <filename>, [INST], <<SYS>>. In data it is text, so its brackets are swapped for
+# look-alikes that no tokenizer treats as special (a title then reads "Evil‹|im_end|›").
+_MARKUP = re.compile(r"<\|[^<>\n]{0,64}?\|>|</?[A-Za-z_][A-Za-z0-9_]{0,31}>|\[/?INST\]|<</?SYS>>")
+_LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧"})
+
+
+def neutralize_markup(text: str, specials: tuple[str, ...] = ()) -> str:
+    """``text`` with chat-control markup (and any of ``specials``, a tokenizer's special tokens)
+    made plain: their brackets become look-alike characters, so they tokenize as ordinary text."""
+    if "<" not in text and "[" not in text and not specials:
+        return text
+    text = _MARKUP.sub(lambda m: m.group(0).translate(_LOOKALIKE), text)
+    for special in specials:
+        if special in text:
+            neutral = special.translate(_LOOKALIKE)
+            text = text.replace(special, neutral if neutral != special else "\u2060".join(special))
+    return text
+
+
+def _visible(text: str) -> bool:
+    """Whether ``text`` shows anything: not only white space and zero-width or control characters."""
+    return any(unicodedata.category(ch)[0] not in "ZC" for ch in text)
+
+
+def clean_text(values: pd.Series) -> pd.Series:
+    """Free text (reviews, descriptions): chat markup neutralised, nulls kept."""
+    return values.map(lambda v: neutralize_markup(v) if isinstance(v, str) else v)
 
 
 def clean_titles(titles: pd.Series) -> pd.Series:
-    """Unescape HTML entities (``&amp;`` -> ``&``) and collapse runs of white space."""
-    return titles.map(lambda t: " ".join(html.unescape(str(t)).split()))
+    """Unescape HTML entities (``&amp;`` -> ``&``), collapse runs of white space, neutralise chat markup."""
+    return titles.map(lambda t: neutralize_markup(" ".join(html.unescape(str(t)).split())))
 
 
-def unique_titles(catalog: pd.DataFrame) -> pd.Series:
+def unique_titles(catalog: pd.DataFrame, source: str = "catalogue") -> pd.Series:
     """Make every title name exactly one item.
 
     A title shared by several items gets its year appended when the catalogue has one and the
@@ -49,8 +89,36 @@ def unique_titles(catalog: pd.DataFrame) -> pd.Series:
     dup = titles.duplicated(keep=False)
     titles = titles.mask(dup, titles + " [id " + catalog["item_id"] + "]")
     if titles.duplicated().any():  # "[id X]" could still collide with a literal title
-        raise DataError(f"titles stay ambiguous after adding ids: {titles[titles.duplicated()].iloc[0]!r}")
+        clash = titles.duplicated(keep=False)
+        ids = ", ".join(f"'{i}'" for i in catalog.loc[clash, "item_id"].head(2))
+        raise DataError(f"{source}: items {ids}: the title {shorten(titles[titles.duplicated()].iloc[0])!r} "
+                        "stays ambiguous after adding years and ids; rename one")  # fmt: skip
     return titles
+
+
+def check_sizes(raw: RawData, options: CleanOptions) -> None:
+    """Refuse titles, list attributes and free text longer than the options allow, naming the item."""
+    catalog = raw.catalog
+    items = "item '" + catalog["item_id"].astype(str).str.slice(0, 40) + "'"
+    limits = [("title", options.max_title_chars, items, catalog["title"].astype(str).str.len())]
+    for attr in LIST_ATTRIBUTES:
+        if attr in catalog:
+            longest = catalog[attr].map(lambda v: max((len(str(x)) for x in v), default=0))
+            limits.append((attr, options.max_title_chars, items, longest))
+    if "description" in catalog:
+        limits.append(("description", options.max_text_chars, items,
+                       catalog["description"].astype("string").str.len().fillna(0)))  # fmt: skip
+    inter = raw.interactions
+    if "review" in inter:
+        ids = "interaction " + (inter.index.to_series() + 1).astype(str)
+        limits.append(("review", options.max_text_chars, ids, inter["review"].astype("string").str.len().fillna(0)))
+    for field, limit, ids, lengths in limits:
+        over = (lengths > limit).to_numpy()
+        if over.any():
+            i = int(over.nonzero()[0][0])
+            flag = "--max-title-chars" if limit == options.max_title_chars else "--max-text-chars"
+            raise DataError(f"{raw.source}: {ids.iloc[i]}: {field} has {int(lengths.iloc[i]):,} "
+                            f"characters, over the limit of {limit:,} ({flag})")  # fmt: skip
 
 
 def k_core(interactions: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
@@ -74,16 +142,26 @@ def clean(raw: RawData, options: CleanOptions) -> tuple[pd.DataFrame, pd.DataFra
     Interactions keep their file order in ``order``; duplicates of a (user, item) pair keep the
     latest (largest timestamp, then last in the file).
     """
+    check_sizes(raw, options)
     catalog = raw.catalog.copy()
     catalog["item_id"] = catalog["item_id"].astype(str)
     catalog["title"] = clean_titles(catalog["title"])
+    if (empty := ~catalog["title"].map(_visible)).any():
+        item = catalog.loc[empty, "item_id"].iloc[0]
+        raise DataError(f"{raw.source}: item '{shorten(item)}': the title is empty once HTML entities and "
+                        "white space are resolved")  # fmt: skip
     for attr in LIST_ATTRIBUTES:
         if attr not in catalog:
             catalog[attr] = [[] for _ in range(len(catalog))]
+        catalog[attr] = catalog[attr].map(lambda values: [neutralize_markup(str(v)) for v in values])
+    if "description" in catalog:
+        catalog["description"] = clean_text(catalog["description"])
     dropped_items = int(catalog["item_id"].duplicated().sum())
     catalog = catalog.drop_duplicates("item_id", keep="first").reset_index(drop=True)
 
     inter = raw.interactions.copy()
+    if "review" in inter:
+        inter["review"] = clean_text(inter["review"])
     inter["order"] = range(len(inter))
     known = inter["item_id"].isin(catalog["item_id"])
     unknown_item = int((~known).sum())
@@ -103,7 +181,7 @@ def clean(raw: RawData, options: CleanOptions) -> tuple[pd.DataFrame, pd.DataFra
         raise DataError(f"{raw.source}: no interactions left after cleaning")
     if options.min_item_interactions > 0:
         catalog = catalog[catalog["item_id"].isin(inter["item_id"])].reset_index(drop=True)
-    catalog["title"] = unique_titles(catalog)
+    catalog["title"] = unique_titles(catalog, raw.source)
 
     rating = inter["rating"]
     inter["liked"] = (rating >= options.like_threshold) | rating.isna()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmrec.data.formats import GENERIC_SUFFIXES as SUFFIXES
 from llmrec.data.tables import (
     RawData,
+    line_of,
     make_interactions,
     read_delimited,
     require_columns,
@@ -25,7 +27,7 @@ from llmrec.data.tables import (
     to_timestamp,
     to_year,
 )
-from llmrec.errors import DataError
+from llmrec.errors import DataError, shorten
 
 INTERACTION_ROLES = ("user", "item", "timestamp", "rating", "weight", "review")
 ITEM_ROLES = ("item", "title", "genres", "tags", "year", "description")
@@ -72,9 +74,19 @@ def read_table(path: Path) -> tuple[pd.DataFrame, int]:
     raise DataError(f"{path}: unknown format '{suffix}' (expected one of {', '.join(SUFFIXES)})")
 
 
-def _as_text(df: pd.DataFrame, column: str) -> pd.Series:
-    """A column as strings, nulls kept null (ids read from JSON/Parquet may be numbers)."""
+def _as_text(df: pd.DataFrame, column: str, path: Path | None = None, first: int = 1) -> pd.Series:
+    """A column as strings, nulls kept null (ids read from JSON/Parquet may be numbers).
+
+    With ``path``, a value that is an object or a list (JSON/Parquet) is an error naming its
+    line: it would otherwise become Python's text of it.
+    """
     values = df[column]
+    if path is not None:
+        nested = values.map(lambda v: isinstance(v, (dict, list, tuple)) or hasattr(v, "tolist")).to_numpy()
+        if nested.any():
+            i = int(np.flatnonzero(nested)[0])
+            raise DataError(f"{path}: line {line_of(i, first)}: column '{column}': expected text or a number, "
+                            f"got {type(values.iloc[i]).__name__} {shorten(values.iloc[i])}")  # fmt: skip
     return values.where(values.isna(), values.astype(str)).astype("string")
 
 
@@ -96,6 +108,15 @@ def _roles(mapping: dict[str, str], allowed: tuple[str, ...], what: str) -> dict
     return {role: mapping.get(role, role) for role in allowed}
 
 
+def _one_column_per_role(roles: dict[str, str]) -> None:
+    """Two interaction roles read from one column make nonsense (user = item collapses every event)."""
+    seen: dict[str, str] = {}
+    for role, column in roles.items():
+        if column in seen:
+            raise DataError(f"--columns: roles '{seen[column]}' and '{role}' both read column '{column}'")
+        seen[column] = role
+
+
 def load(path: Path, columns: dict[str, str] | None = None, items: Path | None = None) -> RawData:
     """Read an interactions file and, optionally, an items file with its own columns.
 
@@ -107,10 +128,11 @@ def load(path: Path, columns: dict[str, str] | None = None, items: Path | None =
     """
     mapping = columns or {}
     roles = _roles(mapping, INTERACTION_ROLES, "column")
+    _one_column_per_role(roles)
     table, first = read_table(path)
     require_columns(table, [roles["user"], roles["item"]], path)
     for role in ("user", "item"):
-        table[roles[role]] = _as_text(table, roles[role])
+        table[roles[role]] = _as_text(table, roles[role], path, first)
     present = {r: c for r, c in roles.items() if c in table.columns}
     interactions = make_interactions(
         require_values(table, roles["user"], path, first),
@@ -125,7 +147,7 @@ def load(path: Path, columns: dict[str, str] | None = None, items: Path | None =
     if items is not None:
         item_table, item_first = read_table(items)
         require_columns(item_table, [item_roles["item"], item_roles["title"]], items)
-        item_table[item_roles["item"]] = _as_text(item_table, item_roles["item"])
+        item_table[item_roles["item"]] = _as_text(item_table, item_roles["item"], items, item_first)
         files.append(str(items))
         source, source_first, source_path = item_table, item_first, items
     else:
@@ -139,7 +161,11 @@ def _catalog(table: pd.DataFrame, roles: dict[str, str], path: Path, first: int)
     item_col = roles["item"]
     ids = require_values(table, item_col, path, first)
     title_col = roles["title"]
-    titles = require_values(table, title_col, path, first) if title_col in table.columns else ids
+    if title_col in table.columns:
+        table = table.assign(**{title_col: _as_text(table, title_col, path, first)})
+        titles = require_values(table, title_col, path, first)
+    else:
+        titles = ids
     catalog = pd.DataFrame({"item_id": ids.to_numpy(), "title": titles.to_numpy()})
     for role in ("genres", "tags"):
         if roles[role] in table.columns:

@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmrec.errors import DataError
+from llmrec.errors import DataError, shorten
 
 LIST_ATTRIBUTES = ("genres", "tags")
+# Unix timestamps beyond 2**53 (year ~285 million in seconds) cannot be held exactly as the
+# float64 a number passes through; ms and µs timestamps stay well inside.
+MAX_TIMESTAMP = 2**53
 
 
 @dataclass
@@ -119,7 +122,7 @@ def require_values(df: pd.DataFrame, column: str, path: Path | str, first_line: 
 
 
 def to_float(df: pd.DataFrame, column: str, path: Path | str, first_line: int) -> pd.Series:
-    """Parse a numeric column; an empty cell is null, anything else unparsable is an error."""
+    """Parse a numeric column; an empty cell is null, anything unparsable or infinite is an error."""
     raw = df[column].astype("string").str.strip()
     raw = raw.mask(raw == "")
     values = pd.to_numeric(raw, errors="coerce")
@@ -127,8 +130,12 @@ def to_float(df: pd.DataFrame, column: str, path: Path | str, first_line: int) -
     if bad.any():
         i = np.flatnonzero(bad.to_numpy())[0]
         raise DataError(
-            f"{path}: line {line_of(i, first_line)}: column '{column}': {raw.iloc[i]!r} is not a number"
+            f"{path}: line {line_of(i, first_line)}: column '{column}': {shorten(raw.iloc[i])!r} is not a number"
         )
+    infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+    if infinite.any():
+        i = np.flatnonzero(infinite)[0]
+        raise DataError(f"{path}: line {line_of(i, first_line)}: column '{column}': {raw.iloc[i]!r} is not finite")
     return values.astype("float64")
 
 
@@ -138,20 +145,30 @@ def to_year(values: pd.Series) -> pd.Series:
 
 
 def to_timestamp(df: pd.DataFrame, column: str, path: Path | str, first_line: int) -> pd.Series:
-    """Parse unix seconds or ISO-8601 date-times into nullable int64 seconds."""
+    """Parse unix seconds or ISO-8601 date-times (one format per column) into nullable int64 seconds."""
     raw = df[column].astype("string").str.strip()
     raw = raw.mask(raw == "")
     numeric = pd.to_numeric(raw, errors="coerce")
+    is_number = numeric.notna().to_numpy()
     if not (numeric.isna() & raw.notna()).any():
+        out_of_range = ~(numeric.abs() <= MAX_TIMESTAMP).to_numpy() & is_number
+        if out_of_range.any():
+            i = np.flatnonzero(out_of_range)[0]
+            raise DataError(f"{path}: line {line_of(i, first_line)}: column '{column}': {shorten(raw.iloc[i])!r} "
+                            f"is out of range for a unix timestamp (|t| <= 2**53)")  # fmt: skip
         return numeric.round().astype("Int64")
-    parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna() & raw.notna()
+    parsed = pd.to_datetime(raw.mask(is_number), errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna() & raw.notna() & ~is_number
     if bad.any():
         i = np.flatnonzero(bad.to_numpy())[0]
         raise DataError(
-            f"{path}: line {line_of(i, first_line)}: column '{column}': {raw.iloc[i]!r} "
+            f"{path}: line {line_of(i, first_line)}: column '{column}': {shorten(raw.iloc[i])!r} "
             "is neither unix seconds nor an ISO-8601 date"
         )
+    if is_number.any():
+        i, j = np.flatnonzero(is_number)[0], np.flatnonzero(parsed.notna().to_numpy())[0]
+        raise DataError(f"{path}: column '{column}' mixes unix seconds (line {line_of(i, first_line)}) and "
+                        f"ISO-8601 dates (line {line_of(j, first_line)}); use one format")  # fmt: skip
     seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     return seconds.astype("Int64")
 

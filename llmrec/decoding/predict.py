@@ -7,7 +7,7 @@ Request fields (one JSON object a line):
 - ``disliked`` (yes_no, optional): items the user disliked.
 - ``target``: the item to judge (yes_no) or to explain (explain).
 - ``candidates``: the items to order (rank).
-- ``k`` (next_item, optional): how many items (default: ``--k``).
+- ``k`` (next_item, optional): how many items (default: ``--k``; capped as ``Recommender.recommend`` caps it).
 
 A bad line is reported on stderr with its line number and skipped; the job goes on.
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, shorten
 
 PREDICT_TASKS = ("next_item", "yes_no", "explain", "rank")
 _NEEDS = {"yes_no": "target", "explain": "target", "rank": "candidates"}
@@ -39,42 +40,58 @@ def read_requests(path: Path, task: str) -> Iterator[Request | tuple[int, str]]:
     if not path.is_file():
         raise LlmrecError(f"{path}: no such file")
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for number, text in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, f"not UTF-8 text (byte {exc.start + 1})"
+                continue
             if not text.strip():
                 continue
-            try:
-                body = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, f"not valid JSON ({exc.msg})"
+            problem, body = _check(text, task)
+            if problem is None and str(body["id"]) in seen:
+                problem = f"id '{shorten(body['id'])}' appears twice"
+            if problem is not None:
+                yield number, problem
                 continue
-            if not isinstance(body, dict):
-                yield number, "a request is a JSON object"
-                continue
-            if "id" not in body or not isinstance(body["id"], (str, int)) or isinstance(body["id"], bool):
-                yield number, "field 'id' (string or number) is missing"
-                continue
-            history = body.get("history", body.get("liked", []))
-            if not isinstance(history, list):
-                yield number, "field 'history' must be a list of item ids or titles"
-                continue
-            need = _NEEDS.get(task)
-            if need and need not in body:
-                yield number, f"field '{need}' is missing (task {task})"
-                continue
-            if need == "candidates" and (not isinstance(body["candidates"], list) or not body["candidates"]):
-                yield number, "field 'candidates' must be a non-empty list"
-                continue
-            if "k" in body and (not isinstance(body["k"], int) or body["k"] < 1):
-                yield number, "field 'k' must be an integer >= 1"
-                continue
-            key = str(body["id"])
-            if key in seen:
-                yield number, f"id '{key}' appears twice"
-                continue
-            seen.add(key)
-            body["history"] = history
-            yield Request(number, key, body)
+            seen.add(str(body["id"]))
+            yield Request(number, str(body["id"]), body)
+
+
+def _check(text: str, task: str) -> tuple[str | None, dict[str, Any]]:
+    """(problem or None, the request body with ``history`` filled in)."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg})", {}
+    if not isinstance(body, dict):
+        return "a request is a JSON object", {}
+    if "id" not in body or not isinstance(body["id"], (str, int)) or isinstance(body["id"], bool):
+        return "field 'id' (string or number) is missing", body
+    body["history"] = body.get("history", body.get("liked", []))
+    for name in ("history", "disliked", "candidates"):
+        if name in body and not _is_item_list(body[name]):
+            return f"field '{name}' must be a list of item ids or titles (strings or numbers)", body
+    need = _NEEDS.get(task)
+    if need and need not in body:
+        return f"field '{need}' is missing (task {task})", body
+    if need == "target" and not _is_item(body["target"]):
+        return "field 'target' must be an item id or title (a string or number)", body
+    if need == "candidates" and not body["candidates"]:
+        return "field 'candidates' must be a non-empty list", body
+    k = body.get("k")
+    if "k" in body and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        return "field 'k' must be an integer >= 1 (more than the catalogue allows returns what there is)", body
+    return None, body
+
+
+def _is_item(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _is_item_list(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_item(v) for v in value)
 
 
 def done_ids(path: Path) -> set[str]:
@@ -87,14 +104,38 @@ def done_ids(path: Path) -> set[str]:
         with path.open("r+b") as fh:
             fh.truncate(good_end)
     ids = set()
-    for line in raw[:good_end].decode("utf-8").splitlines():
-        if line.strip():
+    for number, line in enumerate(raw[:good_end].decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, TypeError, KeyError):
+            raise LlmrecError(f"{path}:{number}: not an answer line of llmrec predict (JSON with an 'id'); "
+                              "fix or remove the file") from None  # fmt: skip
     return ids
 
 
 def answer(recommender, task: str, batch: list[Request], k: int) -> list[dict[str, Any] | str]:
-    """Answers for a batch, same order; a string is the problem with that request."""
+    """Answers for a batch, same order; a string is the problem with that request.
+
+    The batch is answered together; if that fails, each request is answered alone, so one bad
+    request fails alone and the others are still answered.
+    """
+    try:
+        return _answer_batch(recommender, task, batch, k)
+    except (LlmrecError, RuntimeError, ValueError):
+        if len(batch) == 1:
+            raise
+    out: list[dict[str, Any] | str] = []
+    for request in batch:
+        try:
+            out += _answer_batch(recommender, task, [request], k)
+        except (LlmrecError, RuntimeError, ValueError) as exc:
+            out.append(shorten(exc, 300) if isinstance(exc, LlmrecError) else f"failed: {type(exc).__name__}: {shorten(exc, 300)}")
+    return out
+
+
+def _answer_batch(recommender, task: str, batch: list[Request], k: int) -> list[dict[str, Any] | str]:
     if task == "next_item":
         problems = {}
         for r in batch:
@@ -108,36 +149,65 @@ def answer(recommender, task: str, batch: list[Request], k: int) -> list[dict[st
             group = [r for r in good if r.body.get("k", k) == kk]
             for r, recs in zip(group, recommender.recommend_many([g.body["history"] for g in group], kk)):
                 results[r.id] = {"id": r.body["id"], "items": [x.to_dict() for x in recs]}
+                if note := recommender.short_note(kk, len(recs)):
+                    results[r.id]["note"] = note
         return [problems.get(r.id) or results[r.id] for r in batch]
     out: list[dict[str, Any] | str] = []
     for r in batch:
         try:
-            if task == "yes_no":
-                p = recommender.predict_yes_no(r.body["history"], r.body["target"], r.body.get("disliked", []))
-                [pos] = recommender.resolve([r.body["target"]])
-                item = {"item_id": recommender.item_ids[pos], "title": recommender.titles[pos]}
-                out.append({"id": r.body["id"], **item, "p_yes": round(p, 6)})
-            elif task == "explain":
-                e = recommender.explain(r.body["history"], r.body["target"])
-                [pos] = recommender.resolve([r.body["target"]])
-                item = {"item_id": recommender.item_ids[pos], "title": recommender.titles[pos]}
-                out.append({"id": r.body["id"], **item, "explanation": e["text"], "grounded": e["grounded"],
-                            "cited": e["cited"], "invented": e["invented"]})  # fmt: skip
-            else:
-                ranked = recommender.rank(r.body["history"], r.body["candidates"])
-                out.append({"id": r.body["id"], "items": [x.to_dict() for x in ranked]})
+            out.append(_answer_one(recommender, task, r))
         except LlmrecError as exc:
             out.append(str(exc))
     return out
 
 
+def _answer_one(recommender, task: str, r: Request) -> dict[str, Any]:
+    if task == "rank":
+        ranked = recommender.rank(r.body["history"], r.body["candidates"])
+        return {"id": r.body["id"], "items": [x.to_dict() for x in ranked]}
+    [pos] = recommender.resolve([r.body["target"]])
+    item = {"item_id": recommender.item_ids[pos], "title": recommender.titles[pos]}
+    if task == "yes_no":
+        p = recommender.predict_yes_no(r.body["history"], r.body["target"], r.body.get("disliked", []))
+        return {"id": r.body["id"], **item, "p_yes": round(p, 6)}
+    e = recommender.explain(r.body["history"], r.body["target"])
+    return {"id": r.body["id"], **item, "explanation": e["text"], "grounded": e["grounded"],
+            "cited": e["cited"], "invented": e["invented"]}  # fmt: skip
+
+
 def run_predict(recommender, task: str, source: Path, target: Path, k: int = 10, batch_size: int = 8,
                 progress: bool = True) -> dict[str, int]:  # fmt: skip
     """Answer every request of ``source`` not yet in ``target``; returns counts."""
-    from tqdm.auto import tqdm
-
     if task not in PREDICT_TASKS:
         raise LlmrecError(f"unknown task '{task}' (known: {', '.join(PREDICT_TASKS)})")
+    with output_lock(target):
+        return _answer_all(recommender, task, source, target, k, batch_size, progress)
+
+
+@contextmanager
+def output_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` while answering: a second writer would answer every id again."""
+    import fcntl
+
+    if target.is_dir():
+        raise LlmrecError(f"{target}: is a folder; --output names a file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fh = target.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise LlmrecError(f"{target}: cannot write ({exc.strerror})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LlmrecError(f"{target}: another llmrec predict is writing it; wait for it or use another --output") from None
+        yield  # the lock goes with the file handle
+
+
+def _answer_all(recommender, task: str, source: Path, target: Path, k: int, batch_size: int,
+                progress: bool) -> dict[str, int]:  # fmt: skip
+    from tqdm.auto import tqdm
+
     done = done_ids(target)
     items = list(read_requests(source, task))
     counts = {"answered": 0, "skipped_done": 0, "bad": 0}
@@ -150,7 +220,6 @@ def run_predict(recommender, task: str, source: Path, target: Path, k: int = 10,
             counts["skipped_done"] += 1
         else:
             todo.append(item)
-    target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a", encoding="utf-8") as fh, tqdm(total=len(todo), desc=task, disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]

@@ -16,10 +16,11 @@ from typing import Any
 import pandas as pd
 
 from llmrec.data import prepared
+from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
 from llmrec.decoding.grounding import GroundingChecker, normalize_title
 from llmrec.decoding.index import CatalogIndex, answer_tokens
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, shorten
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, shipped_templates
@@ -27,6 +28,9 @@ from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
 from llmrec.training.adapter import read_manifest, shipped_adapter_dir
 
 BACKENDS = ("hf", "vllm")
+# At most this many items per request: beam search keeps about 2k beams, each with its own copy
+# of the prompt's KV cache (~20 MB for SmolLM2-135M at 450 tokens), so k bounds the memory.
+MAX_K = 100
 
 
 @dataclass(kw_only=True)
@@ -127,6 +131,7 @@ class Recommender:
         """Make new items recommendable at once (cold start): no retraining, the index grows."""
         if len(item_ids) != len(titles):
             raise LlmrecError("add_items: one title per item id")
+        titles = [neutralize_markup(" ".join(str(t).split())) for t in titles]  # as cleaning stores titles
         for title in titles:
             if title in self.by_title:
                 raise LlmrecError(f"'{title}': a catalogue item already has this title")
@@ -145,20 +150,28 @@ class Recommender:
         self.checker = GroundingChecker(self.titles)
 
     def resolve(self, refs: Sequence[str | int]) -> list[int]:
-        """Catalogue positions of item ids or titles: exact title, then case/space-insensitive."""
+        """Catalogue positions of item ids or titles: exact title, then case/space-insensitive.
+
+        Chat markup in a title is matched as the catalogue stores it (neutralised, see
+        ``neutralize_markup``), so a title typed as it appears in the raw data still resolves.
+        """
         out = []
         for ref in refs:
+            if not isinstance(ref, (str, int)) or isinstance(ref, bool):
+                raise LlmrecError(f"{shorten(ref)!r}: an item is an id or a title (a string), not {type(ref).__name__}")
             text = str(ref)
+            plain = neutralize_markup(text)
             if text in self.position:
                 out.append(self.position[text])
-            elif text in self.by_title:
-                out.append(self.by_title[text])
-            elif normalize_title(text) in self.by_norm:
-                out.append(self.by_norm[normalize_title(text)])
+            elif plain in self.by_title:
+                out.append(self.by_title[plain])
+            elif normalize_title(plain) in self.by_norm:
+                out.append(self.by_norm[normalize_title(plain)])
             else:
-                close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5)
+                # close matches only for title-sized text: difflib on a 20 MB string would crawl
+                close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5) if len(text) <= 300 else []
                 hint = f"; close matches: {'; '.join(close)}" if close else ""
-                raise LlmrecError(f"'{text}': no such item id or title in the catalogue{hint}")
+                raise LlmrecError(f"'{shorten(text)}': no such item id or title in the catalogue{hint}")
         return out
 
     def user_history(self, user_id: str) -> list[str]:
@@ -189,9 +202,14 @@ class Recommender:
 
     def recommend_many(self, histories: Sequence[Sequence[str | int]], k: int = 10, explain: bool = False,
                        exclude_history: bool = True, length_normalize: bool = False) -> list[list[Recommendation]]:  # fmt: skip
-        """``recommend`` for a batch of histories."""
+        """``recommend`` for a batch of histories.
+
+        At most ``min(k, MAX_K)`` items per history, and no more than the catalogue holds outside
+        the history: a larger ``k`` returns what there is (see :func:`short_note`).
+        """
         if k < 1:
             raise LlmrecError(f"k must be >= 1, got {k}")
+        k = min(k, MAX_K)
         positions = [self.resolve(h) for h in histories]
         prompts = [self._prompt("next_item", h, {}) for h in positions]
         requests = [ItemSearch(p, h if exclude_history else ()) for p, h in zip(prompts, positions)]
@@ -204,6 +222,14 @@ class Recommender:
                     rec.explanation, rec.grounded = text["text"], text["grounded"]
             out.append(recs)
         return out
+
+    def short_note(self, asked: int, got: int) -> str | None:
+        """Why fewer items than asked came back, or None when all did."""
+        if got >= asked:
+            return None
+        if asked > MAX_K and got == MAX_K:
+            return f"{got} of the {asked} items asked: at most {MAX_K} per request"
+        return f"{got} of the {asked} items asked: the catalogue holds no more outside the history"
 
     def predict_yes_no(self, history: Sequence[str | int], item: str | int,
                        disliked: Sequence[str | int] = ()) -> float:  # fmt: skip

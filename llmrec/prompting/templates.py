@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import jinja2
 import yaml
 
+from llmrec.data.clean import neutralize_markup
 from llmrec.errors import LlmrecError
 
 TASKS = ("next_item", "yes_no", "explain", "rank")
@@ -149,6 +150,22 @@ class PromptRenderer:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.end_of_answer = tokenizer.eos_token or "\n"
+        # every token text the tokenizer would turn into a special token if data contained it
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        specials = {*getattr(tokenizer, "all_special_tokens", []), *(str(a) for a in added.values())}
+        self.specials = tuple(sorted((s for s in specials if s), key=len, reverse=True))
+
+    def plain(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The context with every text value neutralised (data never becomes special tokens)."""
+
+        def one(value: Any) -> Any:
+            if isinstance(value, str):
+                return neutralize_markup(value, self.specials)
+            if isinstance(value, (list, tuple)):
+                return type(value)(one(v) for v in value)
+            return value
+
+        return {key: one(value) for key, value in context.items()}
 
     def chat(self, system: str, user: str) -> str:
         """The text of the prompt up to where the answer starts."""
@@ -175,7 +192,7 @@ class PromptRenderer:
         """
         prompts = []
         for template, history, context, _ in requests:
-            ctx = context(history)
+            ctx = self.plain(context(history))
             prompts.append(self.chat(template.render_system(ctx), template.render_user(ctx)))
         completions = [answer + self.end_of_answer for *_, answer in requests]
         counts = self.count_many(prompts + completions)
@@ -208,7 +225,7 @@ class PromptRenderer:
         budget = self.max_length - self.count(completion)
 
         def render(kept: int) -> tuple[str, bool]:
-            ctx = context(history[len(history) - kept :])
+            ctx = self.plain(context(history[len(history) - kept :]))
             prompt = self.chat(template.render_system(ctx), template.render_user(ctx))
             return prompt, self.count(prompt) <= budget
 

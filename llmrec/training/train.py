@@ -257,7 +257,26 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
         processing_class=tokenizer, peft_config=lora_config(recipe), callbacks=cbs,
     )  # fmt: skip
+    _logs_to_stderr(trainer, options.progress)
     return trainer, precision, per_step
+
+
+def _logs_to_stderr(trainer, progress: bool) -> None:
+    """Keep stdout for llmrec's summary: per-step log dicts go to stderr beside the progress bar,
+    and nowhere with --no-progress (transformers prints them to stdout either way)."""
+    import sys
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StderrProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                self.training_bar.write(str({k: v for k, v in logs.items() if k != "total_flos"}), file=sys.stderr)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(StderrProgress)
 
 
 def _valid_metrics(trainer, valid: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from llmrec.decoding.trie import TrieLogitsProcessor, TrieTensors
 from llmrec.errors import LlmrecError
 
 DEFAULT_BATCH = 8  # prompts per forward pass
+# Beams per prompt at most, retries included: each holds a copy of the prompt's KV cache.
+MAX_BEAMS = 256
 
 
 class HFBackend:
@@ -36,6 +39,8 @@ class HFBackend:
         self.device = str(self._device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.tensors: TrieTensors | None = None
+        # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns on every call)
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
     def load(cls, base: str | None, adapter: str | Path | None = None, device: str | None = None,
@@ -101,18 +106,26 @@ class HFBackend:
             raise LlmrecError("top_items: no catalogue index set (set_catalog)")
         tensors = self.tensors
         prompts = [r.prompt for r in requests]
+        node_ok = tensors.masks([r.excluded for r in requests], [r.allowed for r in requests])
+        # no request can return more items than it permits: k and the beams are capped by that
+        permitted = (node_ok & (tensors.leaf_item >= 0)).sum(dim=1).tolist()
+        wanted = [min(k, n) for n in permitted]
+        k = max(wanted, default=0)
+        if k == 0:
+            return [[] for _ in requests]
         # 2k beams by default: when several of k beams finish at the same step and the rest were
         # pruned, fewer than k answers complete. A prompt still short of k is retried once, wider.
-        width = max(beams or 2 * k, k, 2)  # one beam would be greedy search, which reports no scores
-        node_ok = tensors.masks([r.excluded for r in requests], [r.allowed for r in requests])
+        # One beam would be greedy search, which reports no scores.
+        width = min(max(beams or 2 * k, k, 2), MAX_BEAMS, max(2, max(permitted)))
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(prompts), self.batch_size):
             stop = min(start + self.batch_size, len(prompts))
             results += self._beam(prompts[start:stop], tensors, node_ok[start:stop], width, k, length_normalize)
+        wider = min(2 * width, MAX_BEAMS, max(2, max(permitted)))
         for r, found in enumerate(results):
-            if len(found) < k and bool(node_ok[r, 0]):
-                [results[r]] = self._beam([prompts[r]], tensors, node_ok[r : r + 1], 2 * width, k, length_normalize)
-        return results
+            if len(found) < wanted[r] and wider > width:
+                [results[r]] = self._beam([prompts[r]], tensors, node_ok[r : r + 1], wider, k, length_normalize)
+        return [found[:n] for found, n in zip(results, wanted)]
 
     def _beam(self, prompts, tensors: TrieTensors, node_ok, beams: int, k: int, length_normalize: bool):
         """One constrained beam search over a batch; up to k distinct finished items per prompt."""
@@ -123,7 +136,7 @@ class HFBackend:
         processor = TrieLogitsProcessor(tensors, node_ok, prompt_length, beams)
         out = self.model.generate(
             **batch,
-            past_key_values=self._prefix_cache(batch, beams),
+            **{self._cache_arg: self._prefix_cache(batch, beams)},
             generation_config=self._generation_config(
                 num_beams=beams, num_return_sequences=beams, max_new_tokens=max(len(s) for s in tensors.index.sequences),
                 early_stopping=True, length_penalty=1.0 if length_normalize else 0.0, eos_token_id=tensors.end_token,
@@ -158,7 +171,7 @@ class HFBackend:
         cache = DynamicCache(config=self.model.config)
         self.model(
             input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-            past_key_values=cache, use_cache=True,
+            **{self._cache_arg: cache}, use_cache=True,
         )  # fmt: skip
         cache.batch_repeat_interleave(copies)
         return cache
