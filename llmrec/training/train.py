@@ -201,8 +201,7 @@ def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluati
         fp16=precision == "fp16",
         use_cpu=not cuda,
         # Always said: TRL 1.x defaults it to True (recompute activations, ~1/3 more compute).
-        # transformers 5 calls the name a deprecated alias of activation_checkpointing; TRL reads it.
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        **{_checkpointing_arg(SFTConfig): recipe.gradient_checkpointing},
         eval_strategy="steps" if evaluating else "no",
         eval_steps=recipe.eval_steps or None,
         save_strategy="steps",
@@ -219,6 +218,15 @@ def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluati
         dataloader_pin_memory=cuda,
         ddp_find_unused_parameters=False,
     )
+
+
+def _checkpointing_arg(config_class) -> str:
+    """transformers 5.24 renamed ``gradient_checkpointing`` to ``activation_checkpointing`` (the old
+    name warns, and still mirrors the new one for TRL, which reads it); older 5.x know only the old."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], valid: dict[str, Any],
