@@ -5,6 +5,10 @@ class LlmrecError(Exception):
     """A problem with the user's input or environment, worded so that it says what to change."""
 
 
+class LlmrecWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI prints it as one line."""
+
+
 class DataError(LlmrecError):
     """Bad input data: the message names the file and, where known, the row and column."""
 

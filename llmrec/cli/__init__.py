@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from llmrec import __version__
-from llmrec.cli import env, evaluate, predict, prepare, quickstart, recommend, train
+from llmrec.cli import (
+    env,
+    evaluate,
+    export,
+    predict,
+    prepare,
+    quickstart,
+    recommend,
+    train,
+)
 from llmrec.environment import silence_known_deprecations
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, LlmrecWarning
 
-COMMANDS = (prepare, train, recommend, predict, evaluate, quickstart, env)
+COMMANDS = (prepare, train, recommend, predict, evaluate, export, quickstart, env)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """llmrec's own warnings as one line on stderr; others as Python prints them."""
+    if issubclass(category, LlmrecWarning):
+        print(f"llmrec: warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code. User-fixable errors are one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
     silence_known_deprecations()
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.run(args)
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
         return 2

@@ -14,12 +14,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``quickstart`` subcommand."""
     p = sub.add_parser(
         "quickstart",
-        help="the whole path on the embedded data in minutes: prepare, train, evaluate, recommend",
-        description="Prepare the embedded ml-latest-small, train the quick recipe on the embedded SmolLM2, "
-        "evaluate it against popularity and item-kNN on a sample of users, and recommend with explanations "
-        "for one user. About 10 minutes on a 2-core CPU.",
+        help="the whole path in minutes: prepare, train, evaluate, recommend (embedded data or yours)",
+        description="Prepare a data set (default: the embedded ml-latest-small; --data and --columns as for "
+        "prepare), train the quick recipe on the embedded SmolLM2 with the tasks the data supports, evaluate it "
+        "against popularity and item-kNN on a sample of users, and recommend with explanations for one user. "
+        "About 10 minutes on a 2-core CPU for ml-latest-small.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="folder for every output")
+    p.add_argument("--data", help="data set name or path, as prepare takes it (default: ml-latest-small)")
+    p.add_argument("--columns", help="as prepare's --columns, for your own CSV/JSONL/Parquet log")
+    p.add_argument("--items", help="as prepare's --items: a separate items table")
+    p.add_argument("--format", help="as prepare's --format: force a loader")
     p.add_argument("--users", type=int, default=10, help="users evaluated (default: 10; ~10 s each on 2 CPU cores)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(run=run)
@@ -45,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     device = ["--device", args.device] if args.device else []
+    source = [f"--{name}={value}" for name in ("data", "columns", "items", "format")
+              if (value := getattr(args, name)) is not None]  # fmt: skip
     steps = [
-        ("prepare", ["prepare", "--out", str(out / "data"), "--overwrite", "--no-progress"]),
+        ("prepare", ["prepare", *source, "--out", str(out / "data"), "--overwrite", "--no-progress"]),
         ("train (quick recipe)", ["train", "--data", str(out / "data"), "--out", str(out / "adapter"),
                                   "--recipe", "quick", "--overwrite", "--no-progress"]),
         ("evaluate", ["evaluate", "--model", str(out / "adapter"), "--data", str(out / "data"), "--users",

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         # the recipe's max_steps 0 means "run the epochs"; a flag that overrides them must ask for steps
         raise LlmrecError(f"--max-steps must be >= 1, got {args.max_steps} (leave it out to run the recipe's epochs)")
-    options = from_args(TrainOptions, args, recipe=recipe_from_args(args))
+    options = from_args(TrainOptions, args, recipe=recipe_from_args(args), explicit_tasks=bool(args.tasks))
     manifest = train(options)
     from accelerate import PartialState
 

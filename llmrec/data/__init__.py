@@ -38,8 +38,11 @@ def detect_format(path: Path) -> str:
                 return fmt
         if any(path.glob("*.inter")):
             return "recbole"
+        if any(path.glob("meta_*.json*")):
+            return "amazon"
         expected = "; ".join(" + ".join(files) for _, files in _LAYOUTS)
-        raise DataError(f"{path}: unknown format: the folder holds none of: {expected}; or a RecBole .inter file")
+        raise DataError(f"{path}: unknown format: the folder holds none of: {expected}; or a RecBole .inter file; "
+                        "or Amazon reviews + meta_*.json(l)(.gz)")  # fmt: skip
     if path.suffix == ".inter":
         return "recbole"
     if path.suffix.lower() in GENERIC_SUFFIXES:
@@ -70,7 +73,7 @@ def load(
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise DataError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
-    from llmrec.data import generic, lastfm, movielens, recbole
+    from llmrec.data import amazon, generic, lastfm, movielens, recbole
 
     if (columns or items) and fmt != "generic":
         raise DataError(f"{path}: column mappings and --items apply to CSV/JSONL/Parquet files, not {fmt}")
@@ -84,6 +87,8 @@ def load(
         raw = lastfm.load(path)
     elif fmt == "recbole":
         raw = recbole.load(path)
+    elif fmt == "amazon":
+        raw = amazon.load(path)
     else:
         if path.is_dir():
             raise DataError(f"{path}: the generic format reads a file, not a folder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 GENERIC_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 EMBEDDED = "ml-latest-small"
-FORMATS = ("movielens-csv", "movielens-100k", "movielens-1m", "lastfm-hetrec", "recbole", "generic")
+FORMATS = ("movielens-csv", "movielens-100k", "movielens-1m", "lastfm-hetrec", "recbole", "amazon", "generic")
 
 # What identifies each folder layout: the files it must hold.
 _LAYOUTS = (

@@ -55,6 +55,10 @@ def find_inter(path: Path) -> Path:
     if path.is_file():
         return path
     inters = sorted(path.glob("*.inter"))
+    # a benchmark layout has NAME.inter beside NAME.train/valid/test.inter: the whole is NAME.inter
+    whole = [p for p in inters if "." not in p.stem]
+    if len(inters) > 1 and len(whole) == 1 and all(p.name.startswith(whole[0].stem + ".") for p in inters):
+        return whole[0]
     if len(inters) != 1:
         raise DataError(f"{path}: expected exactly one .inter file, found {len(inters)}")
     return inters[0]

@@ -18,7 +18,13 @@ from llmrec.data.split import leave_one_out
 from llmrec.errors import LlmrecError
 from llmrec.files import atomic_dir, check_writable, sha256_tree
 from llmrec.options import option, parse_mapping
-from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions, build_samples
+from llmrec.prompting.samples import (
+    SPLITS,
+    SampleBuilder,
+    SampleOptions,
+    build_samples,
+    cooccurrence,
+)
 from llmrec.prompting.templates import (
     PromptRenderer,
     Template,
@@ -31,7 +37,9 @@ NEGATIVE_RULE = (
     "yes_no: every held-out target is a sample labelled by its rating (liked -> Yes, disliked -> "
     "No); each liked target adds negatives_per_positive items drawn uniformly from items the user "
     "never interacted with, labelled No. rank: the target plus rank_candidates-1 such unseen items, "
-    "shuffled. explain: liked targets that share a genre or tag with a shown history item."
+    "shuffled. explain: liked targets that share a genre or tag with a shown history item; in data "
+    "without genres or tags, liked targets chosen by other users who also chose a shown history "
+    "item (train split co-occurrence)."
 )
 
 
@@ -86,7 +94,9 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     tokenizer = load_tokenizer(options.model)
     renderer = PromptRenderer(tokenizer, options.samples.max_length)
     words = domain_words(options.item_noun or raw.item_noun)
-    builder = SampleBuilder(catalog, templates, renderer, words, options.samples)
+    has_attributes = any(len(g) or len(t) for g, t in zip(catalog["genres"], catalog["tags"]))
+    cooc = cooccurrence(catalog, interactions) if "explain" in options.samples.tasks and not has_attributes else None
+    builder = SampleBuilder(catalog, templates, renderer, words, options.samples, cooc)
     records = build_samples(catalog, interactions, builder, progress=options.progress)
 
     counts = interactions["split"].value_counts()
@@ -122,6 +132,7 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
             "rule": NEGATIVE_RULE,
             "counts": {t: {s: len(records[t][s]) for s in SPLITS} for t in records},
             "skipped_over_budget_or_unexplainable": builder.skipped,
+            "explain_source": builder.explain_source,
             "yes_no_labels": {"yes": sum(yes_no), "no": len(yes_no) - sum(yes_no)} if yes_no else {},
         },
         "hashes": prepared.content_hashes(catalog, interactions),

@@ -106,8 +106,52 @@ def explanation_evidence(
     return [titles[h] for h in cited], shared
 
 
+# What the explain answer says two items share when the evidence is co-occurrence, not attributes
+# ("The user bought "X", which shares an audience with "Y".")
+AUDIENCE = "an audience"
+
+
+def cooccurrence(catalog: pd.DataFrame, interactions: pd.DataFrame):
+    """Item x item counts of users who interacted with both, over the train split (scipy CSR)."""
+    from scipy import sparse
+
+    train = interactions[interactions["split"] == "train"]
+    rows = pd.Series(np.arange(len(catalog)), index=catalog["item_id"]).reindex(train["item_id"]).to_numpy()
+    users = pd.factorize(train["user_id"])[0]
+    x = sparse.csr_matrix((np.ones(len(train), dtype=np.int32), (users, rows)), shape=(users.max() + 1, len(catalog)))
+    counts = (x.T @ x).tocsr()
+    counts.sort_indices()
+    return counts
+
+
+def cooccurrence_evidence(history: Sequence[int], target: int, counts, titles: Sequence[str],
+                          own: bool) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The history items most often chosen by the same users as the target (train split only).
+
+    ``own``: the target is one of this user's train events, so the counts include the user
+    themself; one is taken off, so only other users count as evidence.
+    """
+    start, end = counts.indptr[target], counts.indptr[target + 1]
+    if start == end or not len(history):
+        return [], []
+    columns, values = counts.indices[start:end], counts.data[start:end]
+    hist = np.asarray(history, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(columns, hist), len(columns) - 1)
+    n = np.where(columns[pos] == hist, values[pos], 0) - (1 if own else 0)
+    ranked = sorted(((int(c), i, h) for i, (c, h) in enumerate(zip(n, history)) if c > 0 and h != target),
+                    key=lambda o: (-o[0], -o[1]))[:MAX_CITED]  # fmt: skip
+    if not ranked:
+        return [], []
+    return [titles[h] for _, _, h in ranked], [AUDIENCE]
+
+
 class SampleBuilder:
-    """Turns each user's ordered events into prompt/completion records for every task."""
+    """Turns each user's ordered events into prompt/completion records for every task.
+
+    Explanations cite history items that share genres or tags with the target; when no item of
+    the catalogue has any (``cooccurrence`` given), they cite the history items most often
+    chosen by the same users as the target instead.
+    """
 
     def __init__(
         self,
@@ -116,12 +160,16 @@ class SampleBuilder:
         renderer: PromptRenderer,
         words: dict[str, str],
         options: SampleOptions,
+        cooccurrence=None,
     ) -> None:
         self.titles = catalog["title"].tolist()
         self.item_ids = catalog["item_id"].tolist()
         self.attributes = [
             frozenset(g) | frozenset(t) for g, t in zip(catalog["genres"].tolist(), catalog["tags"].tolist())
         ]
+        self.cooccurrence = None if any(self.attributes) else cooccurrence
+        self.explain_source = "attributes" if any(self.attributes) else (
+            "co-occurrence" if cooccurrence is not None else "none")  # fmt: skip
         self.templates = templates
         self.renderer = renderer
         self.words = words
@@ -252,7 +300,10 @@ class SampleBuilder:
         what is shown (a shorter history), at most ``attempts`` times.
         """
         title = self.titles[target]
-        cited, shared = explanation_evidence(evidence_from, target, self.attributes, self.titles)
+        if self.cooccurrence is not None:
+            cited, shared = cooccurrence_evidence(evidence_from, target, self.cooccurrence, self.titles, split == "train")
+        else:
+            cited, shared = explanation_evidence(evidence_from, target, self.attributes, self.titles)
         if not cited:  # nothing shared: no explanation rather than an invented one
             return None
         context = {**self.words, "target": title, "cited": cited, "shared": shared}

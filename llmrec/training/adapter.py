@@ -83,6 +83,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         ),
         f"- train samples seen: {run['samples']:,} in {run['steps']:,} steps, {run['tokens']:,} tokens",
         "- templates: " + ", ".join(f"{t} v{v['version']}" for t, v in manifest["templates"].items()),
+        *[f"- not trained: {task} ({why})" for task, why in manifest.get("tasks", {}).get("dropped", {}).items()],
         "",
         "## Valid-split metrics",
         "",

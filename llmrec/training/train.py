@@ -22,7 +22,7 @@ import yaml
 
 from llmrec import __version__
 from llmrec.data import prepared
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, LlmrecWarning
 from llmrec.files import atomic_dir, sha256_file
 from llmrec.models import EMBEDDED_MODEL
 from llmrec.options import option
@@ -52,6 +52,9 @@ class TrainOptions:
     resume: bool = option(False, "continue from the newest checkpoint in OUT.checkpoints")
     overwrite: bool = option(False, "replace an existing --out and old checkpoints")
     keep_checkpoints: bool = option(False, "keep OUT.checkpoints after success")
+    # set by --tasks: a task the user named must train, or the run fails; the recipe's tasks are
+    # trained where the data has samples for them
+    explicit_tasks: bool = option(False, cli=False)
     progress: bool = option(True, "no progress bars", flag="--no-progress")
 
 
@@ -177,6 +180,41 @@ def _start_run(options: TrainOptions) -> _Run:
     elif work.is_dir() and any(work.glob("checkpoint-*")) and not options.overwrite:
         raise LlmrecError(f"{work}: holds checkpoints of an earlier run; pass --resume or --overwrite")
     return _Run(out, work, base_name, manifest, data_sha, record, resume_from)
+
+
+def _task_splits(options: TrainOptions) -> tuple[dict[str, Any], dict[str, str]]:
+    """The recipe's tasks that have train samples, and why the others were dropped.
+
+    A task the user named with ``--tasks`` must have samples (an error otherwise); the recipe's
+    own tasks are dropped with a one-line warning, so data without item attributes (no
+    explanations) or with few items (no rank candidates) trains what it can.
+    """
+    import warnings
+
+    from datasets import disable_progress_bars
+
+    if not options.progress:
+        disable_progress_bars()  # TRL's tokenization passes print one bar each
+    splits, dropped = {}, {}
+    for task in options.recipe.tasks:
+        try:
+            data = prepared.load_sft(options.data, task)
+        except LlmrecError:
+            if options.explicit_tasks:
+                raise
+            dropped[task] = "not prepared"
+            continue
+        if len(data["train"]) == 0:
+            if options.explicit_tasks:
+                raise LlmrecError(f"sft/{task}: the train split is empty; drop the task or prepare more data")
+            dropped[task] = "no train samples"
+            continue
+        splits[task] = data
+    for task, why in dropped.items():
+        warnings.warn(f"sft/{task}: {why}; training without it", LlmrecWarning, stacklevel=3)
+    if not splits:
+        raise LlmrecError(f"{options.data}: no task has train samples ({', '.join(options.recipe.tasks)})")
+    return splits, dropped
 
 
 def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluating: bool, progress: bool):
@@ -370,11 +408,9 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     recipe = options.recipe
     run = _start_run(options)
-    if not options.progress:
-        from datasets import disable_progress_bars
-
-        disable_progress_bars()  # TRL's tokenization passes print one bar each
-    splits = {task: prepared.load_sft(options.data, task) for task in recipe.tasks}
+    splits, dropped = _task_splits(options)
+    if dropped:
+        recipe = options.recipe = recipe.replace(tasks={t: w for t, w in recipe.tasks.items() if t in splits})
     valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
     trainer, precision, per_step = _build_trainer(options, run, splits, valid, callbacks)
     result = trainer.train(resume_from_checkpoint=run.resume_from)
@@ -383,6 +419,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     state.wait_for_everyone()
     stats = _run_stats(trainer, result, recipe, run, precision, per_step, started)
     manifest = _manifest(recipe, run, metrics, stats)
+    manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     if state.is_main_process:
         _write_adapter(trainer, run.out, manifest, options)
     state.wait_for_everyone()
