@@ -65,3 +65,16 @@ def test_yes_no_metrics_and_calibration():
     # perfectly calibrated bins give 0; always saying 1.0 for a 50/50 outcome gives 0.5
     assert expected_calibration_error([1, 0], [0.5, 0.5]) == pytest.approx(0.0)
     assert expected_calibration_error([1, 0], [1.0, 1.0]) == pytest.approx(0.5)
+
+
+def test_baseline_scores_in_chunks_equal_one_block():
+    from llmrec.evaluation.baselines import ItemKNN, ndcg10, score_chunks
+
+    train = [[0, 1, 2], [1, 2, 3], [2, 3, 4], [0, 4], [1, 3]]
+    model = ItemKNN(neighbours=3, shrink=0.0).fit(train, 5)
+    histories = [[0], [1, 2], [3], [4, 0], [2]]
+    blocks = list(score_chunks(model, histories, chunk=2))
+    assert [start for start, _ in blocks] == [0, 2, 4]
+    np.testing.assert_array_equal(np.concatenate([s for _, s in blocks]), model.score(histories))
+    pairs = [(h, t) for h, t in zip(histories, [1, 3, 4, 1, 3])]
+    assert 0.0 < ndcg10(model, pairs) <= 1.0

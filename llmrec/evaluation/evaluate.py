@@ -21,7 +21,7 @@ import pandas as pd
 from llmrec.data import prepared
 from llmrec.decoding.recommender import LoadOptions
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.baselines import BASELINES, make, tune
+from llmrec.evaluation.baselines import BASELINES, make, score_chunks, tune
 from llmrec.evaluation.metrics import rank_from_scores, rank_in_list
 from llmrec.evaluation.report import write_evaluation
 from llmrec.files import atomic_dir, check_writable
@@ -200,22 +200,31 @@ def _baselines(options: EvaluateOptions, split: _Split, samples: dict[str, list]
             model, tuning[name] = tune(name, train, n_items, valid_pairs)
         else:
             model = make(name).fit(train, n_items)
+        needs: dict[str, set[int]] = {}  # per user, the scores the yes/no and rank samples read
+        for row in samples.get("yes_no", []):
+            needs.setdefault(row["user"], set()).add(row["pos"])
+        for row in samples.get("rank", []):
+            needs.setdefault(row["user"], set()).update(row["cands"])
+        kept: dict[str, dict[int, float]] = {}
         began = time.perf_counter()
-        scores = model.score([split.pairs[u][0] for u in order])
+        blocks = []
+        for start, scores in score_chunks(model, [split.pairs[u][0] for u in order]):
+            for i, s in enumerate(scores):
+                u = order[start + i]
+                history, target = split.pairs[u]
+                masked = s.copy()
+                masked[history] = -np.inf
+                top = np.argsort(-masked, kind="stable")[:kmax].tolist()
+                blocks.append((u, top, float(rank_from_scores(s, target, history))))
+                kept[u] = {p: float(s[p]) for p in needs.get(u, ())}  # not the whole row: it is n_items wide
         per_user = (time.perf_counter() - began) / max(1, len(order))
-        for row, u in enumerate(order):
-            history, target = split.pairs[u]
-            s = scores[row].copy()
-            s[history] = -np.inf
-            top = np.argsort(-s, kind="stable")[:kmax].tolist()
-            rank = float(rank_from_scores(scores[row], target, history))
+        for u, top, rank in blocks:
             records.append(_ranking_record(name, u, top, split, rank, per_user))
-        by_user = {u: scores[row] for row, u in enumerate(order)}
         for row in samples.get("yes_no", []):
             records.append({"system": name, "task": "yes_no", "user": row["user"], "item": row["item"],
-                            "label": row["label"], "score": float(by_user[row["user"]][row["pos"]])})  # fmt: skip
+                            "label": row["label"], "score": kept[row["user"]][row["pos"]]})  # fmt: skip
         for row in samples.get("rank", []):
-            cand = by_user[row["user"]][row["cands"]]
+            cand = np.array([kept[row["user"]][c] for c in row["cands"]])
             records.append({"system": name, "task": "rank", "user": row["user"], "candidates": len(cand),
                             "rank": rank_from_scores(cand, row["label"])})  # fmt: skip
     return records, tuning
