@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmrec.errors import LlmrecError
 from llmrec.prompting.templates import (
@@ -109,3 +111,11 @@ def test_bad_template_files(tmp_path: Path, text: str, message: str):
 def test_missing_template_variable_is_a_clear_error():
     with pytest.raises(LlmrecError, match="'history' is undefined"):
         shipped_templates()["next_item"].render_user({**WORDS, "target": "x"})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=40), st.text(max_size=80))
+def test_the_cached_chat_frame_renders_what_the_chat_template_renders(tokenizer, system, user):
+    renderer = PromptRenderer(tokenizer, 512)
+    assert renderer._frame is not None  # SmolLM2's ChatML only wraps the messages
+    assert renderer.chat(system, user) == renderer._apply_chat_template(system, user)

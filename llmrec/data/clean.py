@@ -7,6 +7,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 
@@ -47,14 +48,25 @@ _LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧"})
 def neutralize_markup(text: str, specials: tuple[str, ...] = ()) -> str:
     """``text`` with chat-control markup (and any of ``specials``, a tokenizer's special tokens)
     made plain: their brackets become look-alike characters, so they tokenize as ordinary text."""
-    if "<" not in text and "[" not in text and not specials:
-        return text
-    text = _MARKUP.sub(lambda m: m.group(0).translate(_LOOKALIKE), text)
-    for special in specials:
-        if special in text:
-            neutral = special.translate(_LOOKALIKE)
-            text = text.replace(special, neutral if neutral != special else "\u2060".join(special))
-    return text
+    return markup_pattern(specials).sub(_plain, text) if _may_hold_markup(text, specials) else text
+
+
+def _may_hold_markup(text: str, specials: tuple[str, ...]) -> bool:
+    return "<" in text or "[" in text or any(s in text for s in specials if s[:1] not in "<[")
+
+
+@lru_cache(maxsize=16)
+def markup_pattern(specials: tuple[str, ...] = ()) -> re.Pattern:
+    """The markup pattern plus ``specials`` (longest first), compiled once per tokenizer."""
+    extra = "".join(f"|{re.escape(s)}" for s in sorted(specials, key=len, reverse=True) if s)
+    return re.compile(_MARKUP.pattern + extra)
+
+
+def _plain(match: re.Match) -> str:
+    special = match.group(0)
+    neutral = special.translate(_LOOKALIKE)
+    # a special token without brackets is split by word joiners instead (no tokenizer merges across them)
+    return neutral if neutral != special else "\u2060".join(special)
 
 
 def _visible(text: str) -> bool:

@@ -154,6 +154,8 @@ class PromptRenderer:
         added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         specials = {*getattr(tokenizer, "all_special_tokens", []), *(str(a) for a in added.values())}
         self.specials = tuple(sorted((s for s in specials if s), key=len, reverse=True))
+        self._frame = None
+        self._frame = self._chat_frame()
 
     def plain(self, context: dict[str, Any]) -> dict[str, Any]:
         """The context with every text value neutralised (data never becomes special tokens)."""
@@ -169,10 +171,34 @@ class PromptRenderer:
 
     def chat(self, system: str, user: str) -> str:
         """The text of the prompt up to where the answer starts."""
+        if self._frame is not None:
+            head, middle, tail = self._frame
+            return head + system + middle + user + tail
         if getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self._apply_chat_template(system, user)
         return f"{system}\n\n{user}\n"
+
+    def _apply_chat_template(self, system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _chat_frame(self) -> tuple[str, str, str] | None:
+        """The chat template's text around the two messages, when it only wraps them: rendering
+        it for every prompt is a third of ``prepare``'s time. Checked against the template on
+        two probes (None, and the template is used each time, where the frame would differ)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        marks = ("\x00llmrec-system\x00", "\x00llmrec-user\x00")
+        rendered = self._apply_chat_template(*marks)
+        if rendered.count(marks[0]) != 1 or rendered.count(marks[1]) != 1:
+            return None
+        head, rest = rendered.split(marks[0])
+        middle, tail = rest.split(marks[1])
+        frame = (head, middle, tail)
+        probes = [("You recommend.", "A user watched:\n1. Heat (1995)\n\nWhat next?"), ("", "  x  ")]
+        if any(head + s + middle + u + tail != self._apply_chat_template(s, u) for s, u in probes):
+            return None
+        return frame
 
     def count(self, text: str) -> int:
         """Tokens in ``text`` as the tokenizer encodes it by default (special tokens included)."""
