@@ -117,3 +117,33 @@ def test_generic_csv_with_a_new_domain(tmp_path: Path, tokenizer):
     test = load_from_disk(str(out / "sft" / "next_item"))["test"]
     assert len(test) == 6 and all("products" in p and "cust" not in p for p in test["prompt"])
     assert_no_leak(out)
+
+
+def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
+    from llmrec import data
+    from llmrec.data.clean import CleanOptions, clean
+    from llmrec.data.split import leave_one_out
+    from llmrec.prompting import samples as samples_module
+    from llmrec.prompting.samples import SampleBuilder, SampleOptions, build_samples
+    from llmrec.prompting.templates import (
+        PromptRenderer,
+        domain_words,
+        shipped_templates,
+    )
+
+    raw = data.load("ml-latest-small")
+    catalog, inter, _ = clean(raw, CleanOptions())
+    inter, _ = leave_one_out(inter, raw.ordered)
+    inter = inter[inter["user_id"].isin(sorted(inter["user_id"].unique())[:40])]
+
+    def build(workers: int):
+        builder = SampleBuilder(catalog, shipped_templates(), PromptRenderer(tokenizer, 512), domain_words("movie"),
+                                SampleOptions(train_targets_per_user=2))  # fmt: skip
+        return build_samples(catalog, inter, builder, progress=False, workers=workers), builder.skipped
+
+    chunk = samples_module._CHUNK
+    samples_module._CHUNK = 7  # several chunks per worker
+    try:
+        assert build(2) == build(1)
+    finally:
+        samples_module._CHUNK = chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,8 @@ class PrepareOptions:
     item_noun: str | None = option(None, "what an item is called in prompts (default from the data: movie, artist)")
     clean: CleanOptions = field(default_factory=CleanOptions)
     samples: SampleOptions = field(default_factory=SampleOptions)
+    # forked processes; the samples do not depend on it (a test checks), so it is not in the manifest
+    workers: int = option(0, "processes that build samples (0 = one per CPU core)")
     overwrite: bool = option(False, "replace a non-empty --out folder")
     progress: bool = option(True, "no progress bars", flag="--no-progress")
 
@@ -97,7 +100,8 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     has_attributes = any(len(g) or len(t) for g, t in zip(catalog["genres"], catalog["tags"]))
     cooc = cooccurrence(catalog, interactions) if "explain" in options.samples.tasks and not has_attributes else None
     builder = SampleBuilder(catalog, templates, renderer, words, options.samples, cooc)
-    records = build_samples(catalog, interactions, builder, progress=options.progress)
+    workers = options.workers or os.cpu_count() or 1
+    records = build_samples(catalog, interactions, builder, progress=options.progress, workers=workers)
 
     counts = interactions["split"].value_counts()
     per_user = interactions.groupby("user_id")["split"].agg(lambda s: "test" in set(s))

@@ -357,12 +357,59 @@ def build_samples(
     interactions: pd.DataFrame,
     builder: SampleBuilder,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Records by task and split, for every user."""
+    """Records by task and split, for every user.
+
+    With ``workers`` > 1 the users are cut into contiguous chunks built in forked processes; a
+    user's samples depend only on the user (negatives are drawn from a generator seeded with the
+    user's index), and chunks are joined in order, so the output is the sequential one.
+    """
     out: dict[str, dict[str, list[dict[str, Any]]]] = {t: {s: [] for s in SPLITS} for t in builder.options.tasks}
-    n_users = interactions["user_id"].nunique()
-    events = user_events(catalog, interactions)
-    for index, (user, evs) in enumerate(tqdm(events, total=n_users, desc="samples", unit="user", disable=not progress)):
-        for record in builder.user_records(user, evs, index):
+    users = list(user_events(catalog, interactions))
+    bar = tqdm(total=len(users), desc="samples", unit="user", disable=not progress)
+    for records, skipped in _chunks(builder, users, workers, bar):
+        for record in records:
             out[record["task"]][record["split"]].append(record)
+        for task, n in skipped.items():
+            builder.skipped[task] += n
+    bar.close()
     return out
+
+
+_CHUNK = 256  # users a worker builds at a time: big enough to amortise pickling, small for a live bar
+_STATE: dict[str, Any] = {}  # what forked workers inherit
+
+
+def _build_chunk(bounds: tuple[int, int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    builder, users = _STATE["builder"], _STATE["users"]
+    before = dict(builder.skipped)
+    records = []
+    for index in range(*bounds):
+        user, events = users[index]
+        records += builder.user_records(user, events, index)
+    skipped = {t: builder.skipped[t] - before[t] for t in builder.skipped}
+    builder.skipped.update(before)  # the caller adds the chunk's counts, in one process or many
+    return records, skipped
+
+
+def _chunks(builder: SampleBuilder, users: list, workers: int, bar) -> Iterator[tuple[list, dict[str, int]]]:
+    bounds = [(s, min(s + _CHUNK, len(users))) for s in range(0, len(users), _CHUNK)]
+    _STATE.update(builder=builder, users=users)
+    try:
+        if workers <= 1 or len(bounds) <= 1:
+            for b in bounds:
+                result = _build_chunk(b)
+                bar.update(b[1] - b[0])
+                yield result
+            return
+        import multiprocessing
+        import os
+
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # forked workers: one thread each, no deadlock warning
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for b, result in zip(bounds, pool.imap(_build_chunk, bounds)):
+                bar.update(b[1] - b[0])
+                yield result
+    finally:
+        _STATE.clear()
