@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from llmrec.cli.common import quiet_loading
 from llmrec.errors import LlmrecError
 from llmrec.options import add_arguments, from_args
 from llmrec.prompting.templates import TASKS
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         # the recipe's max_steps 0 means "run the epochs"; a flag that overrides them must ask for steps
         raise LlmrecError(f"--max-steps must be >= 1, got {args.max_steps} (leave it out to run the recipe's epochs)")
     options = from_args(TrainOptions, args, recipe=recipe_from_args(args), explicit_tasks=bool(args.tasks))
+    if not options.progress:
+        quiet_loading()  # no per-tensor loading bar either
     manifest = train(options)
     from accelerate import PartialState
 
