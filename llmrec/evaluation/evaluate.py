@@ -166,7 +166,8 @@ def _llm_next_item(rec, split: _Split, options: EvaluateOptions) -> list[dict[st
     from tqdm.auto import tqdm
 
     records, kmax, batch = [], max(options.k), _batch_size(options)
-    order = list(split.pairs)
+    # batches of users with similar history lengths: similar prompt lengths, little padding
+    order = sorted(split.pairs, key=lambda u: min(len(split.pairs[u][0]), rec.max_history)) if batch > 1 else list(split.pairs)
     for start in tqdm(range(0, len(order), batch), desc="llmrec next_item", disable=not options.progress):
         chunk = order[start : start + batch]
         began = time.perf_counter()
