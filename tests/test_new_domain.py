@@ -15,7 +15,7 @@ from support import run_failing, write
 from llmrec import data
 from llmrec.cli import main
 from llmrec.data import prepared
-from llmrec.prompting.samples import AUDIENCE, cooccurrence_evidence
+from llmrec.prompting.evidence import AUDIENCE, cooccurrence_evidence
 
 
 @pytest.fixture(scope="module")

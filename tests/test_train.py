@@ -15,12 +15,12 @@ from safetensors.torch import load_file
 
 from llmrec.cli import main
 from llmrec.training.adapter import read_manifest
+from llmrec.training.mixture import mix
 from llmrec.training.recipe import load_recipe, servability_problems
 from llmrec.training.train import (
     EMBEDDED_HUB_ID,
     TrainOptions,
     checkpoint_dir,
-    mix,
     train,
 )
 

@@ -22,7 +22,7 @@ import yaml
 
 from llmrec import __version__
 from llmrec.data import prepared
-from llmrec.errors import LlmrecError, LlmrecWarning
+from llmrec.errors import LlmrecError
 from llmrec.files import atomic_dir, sha256_file
 from llmrec.models import EMBEDDED_MODEL
 from llmrec.options import option
@@ -33,6 +33,7 @@ from llmrec.training.lora import (
     lora_config,
     resolve_precision,
 )
+from llmrec.training.mixture import mix, task_splits, valid_sets
 from llmrec.training.recipe import Recipe, servability_problems
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -61,44 +62,6 @@ class TrainOptions:
 def checkpoint_dir(out: Path) -> Path:
     """Where a run's checkpoints live until the adapter is written."""
     return out.parent / f"{out.name}.checkpoints"
-
-
-def mix(splits: dict[str, Any], weights: dict[str, float], seed: int, limit: int | None = None):
-    """The training mixture: each task's train rows repeated ``floor(w)`` times plus a random
-    ``w - floor(w)`` fraction, shuffled; only ``prompt`` and ``completion`` are kept.
-
-    ``limit`` keeps the first rows of the shuffled mixture (a run of ``max_steps`` sees no more),
-    so a short run does not tokenize tens of thousands of rows it never uses.
-    """
-    import numpy as np
-    from datasets import concatenate_datasets
-
-    rng = np.random.default_rng(seed)
-    parts = []
-    for task, weight in weights.items():
-        rows = splits[task]["train"].select_columns(["prompt", "completion"])
-        n = len(rows)
-        if n == 0:
-            raise LlmrecError(f"sft/{task}: the train split is empty; drop the task or prepare more data")
-        whole, frac = int(weight), weight - int(weight)
-        index = np.concatenate([np.tile(np.arange(n), whole), rng.choice(n, round(frac * n), replace=False)])
-        parts.append(rows.select(index.astype(int)))
-    mixed = concatenate_datasets(parts).shuffle(seed=seed)
-    if limit is not None and limit < len(mixed):
-        mixed = mixed.select(range(limit))
-    return mixed
-
-
-def valid_sets(splits: dict[str, Any], max_samples: int, seed: int) -> dict[str, Any]:
-    """task -> up to ``max_samples`` valid rows (a seeded random subset; 0 = all)."""
-    out = {}
-    for task, dd in splits.items():
-        rows = dd["valid"].select_columns(["prompt", "completion"])
-        if max_samples and len(rows) > max_samples:
-            rows = rows.shuffle(seed=seed).select(range(max_samples))
-        if len(rows):
-            out[task] = rows
-    return out
 
 
 def _run_record(options: TrainOptions, base: str, data_sha: str) -> dict[str, Any]:
@@ -180,41 +143,6 @@ def _start_run(options: TrainOptions) -> _Run:
     elif work.is_dir() and any(work.glob("checkpoint-*")) and not options.overwrite:
         raise LlmrecError(f"{work}: holds checkpoints of an earlier run; pass --resume or --overwrite")
     return _Run(out, work, base_name, manifest, data_sha, record, resume_from)
-
-
-def _task_splits(options: TrainOptions) -> tuple[dict[str, Any], dict[str, str]]:
-    """The recipe's tasks that have train samples, and why the others were dropped.
-
-    A task the user named with ``--tasks`` must have samples (an error otherwise); the recipe's
-    own tasks are dropped with a one-line warning, so data without item attributes (no
-    explanations) or with few items (no rank candidates) trains what it can.
-    """
-    import warnings
-
-    from datasets import disable_progress_bars
-
-    if not options.progress:
-        disable_progress_bars()  # TRL's tokenization passes print one bar each
-    splits, dropped = {}, {}
-    for task in options.recipe.tasks:
-        try:
-            data = prepared.load_sft(options.data, task)
-        except LlmrecError:
-            if options.explicit_tasks:
-                raise
-            dropped[task] = "not prepared"
-            continue
-        if len(data["train"]) == 0:
-            if options.explicit_tasks:
-                raise LlmrecError(f"sft/{task}: the train split is empty; drop the task or prepare more data")
-            dropped[task] = "no train samples"
-            continue
-        splits[task] = data
-    for task, why in dropped.items():
-        warnings.warn(f"sft/{task}: {why}; training without it", LlmrecWarning, stacklevel=3)
-    if not splits:
-        raise LlmrecError(f"{options.data}: no task has train samples ({', '.join(options.recipe.tasks)})")
-    return splits, dropped
 
 
 def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluating: bool, progress: bool):
@@ -408,7 +336,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     recipe = options.recipe
     run = _start_run(options)
-    splits, dropped = _task_splits(options)
+    splits, dropped = task_splits(options.data, options.recipe.tasks, options.explicit_tasks, options.progress)
     if dropped:
         recipe = options.recipe = recipe.replace(tasks={t: w for t, w in recipe.tasks.items() if t in splits})
     valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
