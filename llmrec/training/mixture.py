@@ -25,18 +25,18 @@ def task_splits(data: Path, tasks: dict[str, float], explicit: bool, progress: b
     splits, dropped = {}, {}
     for task in tasks:
         try:
-            data = prepared.load_sft(data, task)
+            sft = prepared.load_sft(data, task)
         except LlmrecError:
             if explicit:
                 raise
             dropped[task] = "not prepared"
             continue
-        if len(data["train"]) == 0:
+        if len(sft["train"]) == 0:
             if explicit:
                 raise LlmrecError(f"sft/{task}: the train split is empty; drop the task or prepare more data")
             dropped[task] = "no train samples"
             continue
-        splits[task] = data
+        splits[task] = sft
     for task, why in dropped.items():
         warnings.warn(f"sft/{task}: {why}; training without it", LlmrecWarning, stacklevel=3)
     if not splits:
