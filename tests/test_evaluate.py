@@ -126,7 +126,10 @@ def test_an_empty_split_is_a_one_line_error(toy_model: Path, prepared_small: Pat
     assert "the test split is empty" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, options", [("popularity", {}), ("itemknn", {}), ("sasrec", {"epochs": 8})])
+@pytest.mark.parametrize(
+    "name, options",
+    [("popularity", {}), ("itemknn", {}), ("sasrec", {"epochs": 8}), ("sasrec", {"epochs": 8, "negatives": 64})],
+)
 def test_each_baseline_beats_random_on_real_data(ml_small: Path, name: str, options: dict):
     catalog = pd.read_parquet(ml_small / "catalog.parquet")
     position = {str(i): n for n, i in enumerate(catalog["item_id"])}
@@ -134,6 +137,8 @@ def test_each_baseline_beats_random_on_real_data(ml_small: Path, name: str, opti
     train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
     pairs = [p for v in seqs.values() if (p := history_and_target(v, "valid")) is not None]
     model = make(name, **options).fit(train, len(catalog))
+    if name == "sasrec":
+        assert model.loss == ("sampled softmax, 64 negatives a batch" if options.get("negatives") else "full softmax")
     scores = model.score([h for h, _ in pairs])
     ranks = [rank_from_scores(scores[i], t, h) for i, (h, t) in enumerate(pairs)]
     hr = ranking_metrics(ranks, [10])["hr@10"]

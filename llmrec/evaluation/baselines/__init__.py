@@ -53,7 +53,7 @@ def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list
             model.fit(train, n_items)
         value = ndcg10(model, valid)
         if best is None or value > best[0]:
-            chosen = {**setting, **({"epochs_run": model.epochs_run} if name == "sasrec" else {})}
+            chosen = {**setting, **({"epochs_run": model.epochs_run, "loss": model.loss} if name == "sasrec" else {})}
             best = (value, model, {"setting": chosen, "valid_ndcg@10": round(value, 4)})
     return best[1], {**best[2], "tune_s": round(time.perf_counter() - began, 1)}
 
