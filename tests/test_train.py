@@ -14,6 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from llmrec.cli import main
+from llmrec.environment import cpu_bf16
 from llmrec.training.adapter import read_manifest
 from llmrec.training.mixture import mix
 from llmrec.training.recipe import load_recipe, servability_problems
@@ -60,7 +61,7 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
     assert set(manifest["versions"]) >= {"torch", "transformers", "peft", "trl"}
     assert set(manifest["metrics"]["valid"]) == {"next_item", "yes_no", "rank", "explain"}
     assert all(math.isfinite(m["loss"]) for m in manifest["metrics"]["valid"].values())
-    assert manifest["training"]["precision"] == "fp32" and manifest["training"]["tokens"] > 0
+    assert manifest["training"]["precision"] == ("bf16" if cpu_bf16() else "fp32") and manifest["training"]["tokens"] > 0
     assert manifest["training"]["gradient_checkpointing"] is False  # the recipe's value, not TRL's default
     assert servability_problems(json.loads((out / "adapter_config.json").read_text())) == []
     assert load_recipe(out / "recipe.yaml") == toy_recipe(toy_model)

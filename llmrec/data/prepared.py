@@ -6,6 +6,7 @@ A folder written by ``llmrec prepare`` holds::
     catalog.parquet        item_id, title, year, genres, tags, other attributes (CATALOG)
     interactions.parquet   user_id, item_id, timestamp, rating, liked, seq, split, ... (INTERACTIONS)
     sft/TASK/              a datasets.DatasetDict (train/valid/test) per task (SFT)
+    tokenized/KEY/         training rows tokenized by ``llmrec train`` (a cache, TOKENIZED)
 
 Every other module reads and writes these through the functions below; none of them knows a file
 name. Raw data can also stand in for a prepared folder (:func:`in_memory`): it is cleaned and
@@ -28,6 +29,7 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.parquet"
 INTERACTIONS = "interactions.parquet"
 SFT = "sft"
+TOKENIZED = "tokenized"
 SPLITS = ("train", "valid", "test")
 # what interactions.parquet keeps, in this order, when the data has it
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating", "weight", "review", "liked", "seq", "split")
@@ -42,6 +44,11 @@ def is_prepared(path: str | Path | None) -> bool:
 def manifest_path(folder: str | Path) -> Path:
     """The manifest file of a prepared folder (its SHA-256 identifies the data a run used)."""
     return Path(folder) / MANIFEST
+
+
+def tokenized_path(folder: str | Path, key: str) -> Path:
+    """Where ``llmrec train`` caches the tokenized rows of a run keyed ``key`` (may not exist)."""
+    return Path(folder) / TOKENIZED / key
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from llmrec.training.recipe import Recipe
 
 
 def resolve_precision(recipe: Recipe, cuda: bool, bf16_ok: bool) -> str:
-    """fp32 / bf16 / fp16 for this device; ``auto`` picks bf16 on GPUs that have it, fp32 on CPU."""
+    """fp32 / bf16 / fp16 for this device. ``auto`` picks bf16 where the device computes it
+    natively (a GPU that has it; a CPU with AVX-512 BF16 or AMX), else fp16 on a GPU, fp32 on a CPU."""
     if recipe.precision == "auto":
-        return ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+        return "bf16" if bf16_ok else ("fp16" if cuda else "fp32")
     if recipe.precision == "fp16" and not cuda:
         raise LlmrecError(f"recipe '{recipe.name}': precision=fp16 needs a CUDA GPU; use fp32 or auto on CPU")
     return recipe.precision
@@ -34,8 +35,12 @@ def lora_config(recipe: Recipe):
     )
 
 
-def load_base(name: str | None, recipe: Recipe, precision: str):
-    """Base model and tokenizer; 4-bit NF4 when the recipe asks (CUDA and bitsandbytes needed)."""
+def load_base(name: str | None, recipe: Recipe, precision: str, cuda: bool = True):
+    """Base model and tokenizer; 4-bit NF4 when the recipe asks (CUDA and bitsandbytes needed).
+
+    On a CPU the weights stay fp32 whatever the precision: bf16 there is mixed precision (the
+    trainer's autocast), so the optimizer and the LoRA weights keep fp32 and only the matrix
+    products run in bf16."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,6 +48,8 @@ def load_base(name: str | None, recipe: Recipe, precision: str):
 
     path = resolve_model(name)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if not cuda:
+        dtype = torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if recipe.load_in_4bit:
         if not torch.cuda.is_available():

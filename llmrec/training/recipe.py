@@ -50,7 +50,10 @@ class Recipe:
         default="all-linear", metadata=_help("module names to adapt, or 'all-linear' (every linear but lm_head)")
     )
     load_in_4bit: bool = field(default=False, metadata=_help("QLoRA: NF4 4-bit base weights (CUDA + bitsandbytes)"))
-    precision: str = field(default="auto", metadata=_help("auto = bf16 on a GPU that has it, fp16 on other GPUs, fp32 on CPU"))
+    precision: str = field(
+        default="auto",
+        metadata=_help("auto = bf16 where the device has it (GPU; CPU with AVX-512 BF16/AMX), else fp16 on GPU, fp32 on CPU"),
+    )
     adapter_dtype: str = field(
         default="fp32", metadata=_help("dtype the adapter weights are saved in (bf16 halves the file)")
     )
@@ -65,6 +68,7 @@ class Recipe:
     # Prompts are cut to prepare's --max-length (512 by default); this only bounds prompt + answer.
     max_length: int = field(default=640, metadata=_help("longest training sequence in tokens; longer ones are cut"))
     gradient_checkpointing: bool = field(default=False, metadata=_help("recompute activations to save memory"))
+    group_by_length: bool = field(default=True, metadata=_help("batch samples of similar length (less padding)"))
     eval_steps: int = field(default=0, metadata=_help("valid loss every N steps; 0 = only at the end"))
     save_steps: int = field(default=50, metadata=_help("checkpoint every N steps (what --resume continues from)"))
     save_total_limit: int = field(default=2, metadata=_help("checkpoints kept on disk"))

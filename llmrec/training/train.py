@@ -179,6 +179,7 @@ def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluati
         logging_steps=recipe.logging_steps,
         seed=recipe.seed,
         data_seed=recipe.seed,
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
         report_to="none",
         disable_tqdm=not progress,
         dataloader_pin_memory=cuda,
@@ -202,11 +203,14 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     from accelerate import PartialState
     from datasets import concatenate_datasets
     from transformers import EarlyStoppingCallback
-    from trl import SFTTrainer
+
+    from llmrec.environment import cpu_bf16
+    from llmrec.training.tokens import cache_key, tokenized
+    from llmrec.training.trainer import trainer_class
 
     recipe = options.recipe
     cuda = torch.cuda.is_available()
-    precision = resolve_precision(recipe, cuda, cuda and torch.cuda.is_bf16_supported())
+    precision = resolve_precision(recipe, cuda, torch.cuda.is_bf16_supported() if cuda else cpu_bf16())
     evaluating = bool(recipe.eval_steps) and bool(valid)
     # Built before anything asks for the process count: TrainingArguments sets up the process
     # group (world size, rank) when launched by accelerate/torchrun.
@@ -215,8 +219,10 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     per_step = recipe.batch_size * recipe.grad_accum * state.num_processes
     limit = recipe.max_steps * per_step if recipe.max_steps else None
     train_rows = mix(splits, recipe.tasks, recipe.seed, limit)
-    model, tokenizer = load_base(recipe.base, recipe, precision)
+    model, tokenizer = load_base(recipe.base, recipe, precision, cuda)
     check_tokenizer(tokenizer, run.prepared, run.base_name)
+    key = cache_key(tokenizer, run.data_sha, recipe.tasks, recipe.seed, limit)
+    train_rows = tokenized(train_rows, tokenizer, options.data, key, write=state.is_main_process)
     if state.is_main_process:  # only now: a bad base model or data leaves no checkpoint folder behind
         if run.work.is_dir() and not options.resume:
             shutil.rmtree(run.work)
@@ -226,7 +232,7 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     cbs = list(callbacks or [])
     if evaluating and recipe.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    trainer = SFTTrainer(
+    trainer = trainer_class()(
         model=model, args=config, train_dataset=train_rows,
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
         processing_class=tokenizer, peft_config=lora_config(recipe), callbacks=cbs,
