@@ -119,3 +119,49 @@ def test_the_cached_chat_frame_renders_what_the_chat_template_renders(tokenizer,
     renderer = PromptRenderer(tokenizer, 512)
     assert renderer._frame is not None  # SmolLM2's ChatML only wraps the messages
     assert renderer.chat(system, user) == renderer._apply_chat_template(system, user)
+
+
+def test_counts_summed_by_line_are_the_tokenizers_counts_on_every_prepared_prompt(tokenizer, prepared_small: Path):
+    from llmrec.data import prepared
+
+    renderer = PromptRenderer(tokenizer, 512)
+    assert renderer.by_lines  # SmolLM2: byte-level BPE, words split at white space
+    texts = []
+    for task in TASKS:
+        for split in ("train", "test"):
+            rows = prepared.load_sft(prepared_small, task, split)
+            texts += list(rows["prompt"]) + list(rows["completion"])
+    texts += ["a\n\nb", "a\n\n", "x\n  y", "x \ny", "x\n\n\ny", "\n", "", "a\r\nb"]  # runs that merge go whole
+    exact = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    assert renderer.count_many(texts) == exact
+    assert renderer.count_many(texts) == exact  # again, from the line cache
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["Heat (1995)", "- ", "1.", " ", "\n", "\t", "é", '"', "Yes", "<|im_end|>", "42"]),
+                max_size=30))  # fmt: skip
+def test_line_counts_match_on_arbitrary_whitespace(tokenizer, parts):
+    renderer = PromptRenderer(tokenizer, 512)
+    text = "".join(parts)
+    assert renderer.count(text) == len(tokenizer(text)["input_ids"]), repr(text)
+
+
+def test_a_tokenizer_whose_lines_do_not_add_up_is_counted_whole(tokenizer):
+    class Merging:
+        """SmolLM2's tokenizer, except a line break is free (it would merge into the next word)."""
+
+        def __init__(self, inner):
+            self.inner, self.eos_token, self.chat_template = inner, inner.eos_token, inner.chat_template
+
+        def __call__(self, text, **kwargs):
+            out = self.inner(text, **kwargs)
+            drop = self.inner.convert_tokens_to_ids("Ċ")
+            return {"input_ids": [[i for i in ids if i != drop] for ids in out["input_ids"]]} if isinstance(
+                text, list) else {"input_ids": [i for i in out["input_ids"] if i != drop]}  # fmt: skip
+
+        def apply_chat_template(self, *args, **kwargs):
+            return self.inner.apply_chat_template(*args, **kwargs)
+
+    renderer = PromptRenderer(Merging(tokenizer), 512)
+    assert not renderer.by_lines
+    assert renderer.count("a\nb\nc") == 3  # the tokenizer's own count; by lines it would be 5

@@ -9,6 +9,7 @@ version and a hash of the file are saved beside everything rendered with it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,12 +17,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jinja2
+import jinja2.meta
 import yaml
 
 from llmrec.data.clean import neutralize_markup
 from llmrec.errors import LlmrecError
 
 TASKS = ("next_item", "yes_no", "explain", "rank")
+# White space runs that byte-level BPE (GPT-2-style splitting) may merge across a newline: a
+# newline beside a space or tab, or two newlines not followed by text. A text holding one is not
+# counted line by line (a blank line between two lines of text is fine: "\n", "\n").
+_JOINS = re.compile(r"[^\S\n]\n|\n[^\S\n]|\n\n(?!\S)")
+_MISSING = object()
+_RENDER_CACHE = 200_000  # rendered texts a template keeps
 _REQUIRED = ("name", "version", "task", "system", "user", "answer")
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
@@ -64,15 +72,27 @@ class Template:
     sha256: str
     labels: Any = None
     source: str = ""
-    _compiled: dict[str, jinja2.Template] = field(default_factory=dict, compare=False, repr=False)
+    _compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # and rendered parts
 
     def _render(self, part: str, context: dict[str, Any]) -> str:
         if part not in self._compiled:
-            self._compiled[part] = _ENV.from_string(getattr(self, part))
+            source = getattr(self, part)
+            self._compiled[part] = _ENV.from_string(source)
+            self._compiled[f"{part}:names"] = tuple(sorted(jinja2.meta.find_undeclared_variables(_ENV.parse(source))))
+        # A part that reads only scalars (the system line, most answers) is rendered once per
+        # distinct value: a prepare renders it for every sample.
+        names = self._compiled[f"{part}:names"]
+        key = (part, *(context.get(n, _MISSING) for n in names if n != "labels"))
+        cacheable = all(v is _MISSING or isinstance(v, (str, int, float, bool)) for v in key[1:])
+        if cacheable and (done := self._compiled.get(key)) is not None:
+            return done
         try:
-            return self._compiled[part].render(labels=self.labels, **context).strip()
+            text = self._compiled[part].render(labels=self.labels, **context).strip()
         except jinja2.UndefinedError as exc:
             raise LlmrecError(f"{self.source}: template field '{part}': {exc.message}") from None
+        if cacheable and len(self._compiled) < _RENDER_CACHE:
+            self._compiled[key] = text
+        return text
 
     def render_system(self, context: dict[str, Any]) -> str:
         """The system message."""
@@ -156,13 +176,19 @@ class PromptRenderer:
         self.specials = tuple(sorted((s for s in specials if s), key=len, reverse=True))
         self._frame = None
         self._frame = self._chat_frame()
+        self._lines: dict[str, int] = {}  # token count of each line text seen (titles repeat)
+        self._plain: dict[str, str] = {}  # neutralised text of each string seen
+        self._overhead = len(self.tokenizer("")["input_ids"])  # tokens a call adds (e.g. a BOS)
+        self.by_lines = self._lines_add_up()
 
     def plain(self, context: dict[str, Any]) -> dict[str, Any]:
         """The context with every text value neutralised (data never becomes special tokens)."""
 
         def one(value: Any) -> Any:
             if isinstance(value, str):
-                return neutralize_markup(value, self.specials)
+                if (done := self._plain.get(value)) is None:
+                    done = self._plain[value] = neutralize_markup(value, self.specials)
+                return done
             if isinstance(value, (list, tuple)):
                 return type(value)(one(v) for v in value)
             return value
@@ -202,11 +228,53 @@ class PromptRenderer:
 
     def count(self, text: str) -> int:
         """Tokens in ``text`` as the tokenizer encodes it by default (special tokens included)."""
-        return len(self.tokenizer(text)["input_ids"])
+        return self.count_many([text])[0]
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        """Token counts of many texts in one batched call (the fast tokenizer runs it in parallel)."""
-        return [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]] if texts else []
+        """Token counts of many texts. Where lines tokenize independently (``by_lines``) a text's
+        count is the sum of its lines' counts plus one per newline, and each distinct line is
+        tokenized once per renderer: prompts repeat the same titles and sentences, so most of a
+        ``prepare`` is then lookups. Otherwise the texts are tokenized in one batched call."""
+        if not texts:
+            return []
+        exact = list(range(len(texts))) if not self.by_lines else [i for i, t in enumerate(texts) if _JOINS.search(t)]
+        counts = [0] * len(texts)
+        if exact:
+            for i, ids in zip(exact, self.tokenizer([texts[i] for i in exact])["input_ids"]):
+                counts[i] = len(ids)
+        if len(exact) == len(texts):
+            return counts
+        skip = set(exact)
+        split = {i: t.split("\n") for i, t in enumerate(texts) if i not in skip}
+        new = list({line: None for lines in split.values() for line in lines if line not in self._lines})
+        if new:
+            counted = self.tokenizer(new, add_special_tokens=False)["input_ids"]
+            self._lines.update((line, len(ids)) for line, ids in zip(new, counted))
+        lines = self._lines
+        for i, parts in split.items():
+            counts[i] = self._overhead + len(parts) - 1 + sum(lines[p] for p in parts)
+        return counts
+
+    def _lines_add_up(self) -> bool:
+        """Whether this tokenizer's count of a text is its lines' counts plus one per newline
+        (true of byte-level BPE that splits words at white space, e.g. SmolLM2, GPT-2, Llama 3);
+        probed on prompts like the ones rendered, chat markup included."""
+        probes = [
+            "a\n\nb\n  c\n\n\nd\n\n",  # newlines beside white space: counted whole
+            "Liked:\n\n- x\n\nWill the user like it?\n",
+            self.chat("You are a recommender system. You answer Yes or No.",
+                      'A user watched these movies, oldest first.\nLiked:\n- Heat (1995)\n- Amélie (2001)\n'
+                      '- 2001: A Space Odyssey (1968)\nDisliked:\n- "Weird" Al\'s Movie, The [Director\'s cut]\n'
+                      'Will the user like "Se7en (1995)"? Answer Yes or No.'),
+            "1. Toy Story (1995)\n2. Jumanji\n— dash 東京 ☃\n\"quoted\"\n(end).",
+            "Yes" + self.end_of_answer, "The Matrix (1999)" + self.end_of_answer,
+        ]  # fmt: skip
+        exact = [len(ids) for ids in self.tokenizer(probes)["input_ids"]]
+        self.by_lines = True
+        try:
+            return self.count_many(probes) == exact
+        finally:
+            self._lines.clear()
 
     def fit_many(
         self, requests: Sequence[tuple[Template, Sequence[Any], Callable[[Sequence[Any]], dict[str, Any]], str]]
