@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.prompting.templates import shipped_templates
+from llmrec.prompting.templates import shipped_version
 from llmrec.training.adapter import MANIFEST, read_manifest, shipped_adapter_dir
-from llmrec.training.recipe import load_recipe, servability_problems
+from llmrec.training.recipe import from_mapping, load_recipe, servability_problems
 
 
 def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipe():
@@ -18,13 +18,14 @@ def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipe():
     manifest = read_manifest(folder)
     assert (folder / "adapter_model.safetensors").stat().st_size <= 10_000_000
     assert servability_problems(json.loads((folder / "adapter_config.json").read_text())) == []
-    assert manifest["recipe"] == load_recipe("shipped").to_dict()
+    # keys added to recipes since it was trained take their defaults
+    assert from_mapping(manifest["recipe"], "manifest") == load_recipe("shipped")
     assert load_recipe(folder / "recipe.yaml") == load_recipe("shipped")
     assert manifest["base_model"]["name"] == "smollm2-135m-instruct"
     assert manifest["training"]["steps"] == load_recipe("shipped").max_steps
-    # trained on prompts rendered by the templates this package ships
-    shipped = {task: tpl.identity() for task, tpl in shipped_templates().items()}
-    assert manifest["templates"] == {task: shipped[task] for task in manifest["templates"]}
+    # trained on prompts rendered by templates this package ships (current, or an earlier version kept)
+    for task, identity in manifest["templates"].items():
+        assert shipped_version(task, identity["version"]).identity() == identity
     assert set(manifest["metrics"]["valid"]) == set(load_recipe("shipped").tasks)
 
 

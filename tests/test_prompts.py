@@ -165,3 +165,30 @@ def test_a_tokenizer_whose_lines_do_not_add_up_is_counted_whole(tokenizer):
     renderer = PromptRenderer(Merging(tokenizer), 512)
     assert not renderer.by_lines
     assert renderer.count("a\nb\nc") == 3  # the tokenizer's own count; by lines it would be 5
+
+
+def test_an_adapter_gets_the_template_versions_it_was_trained_with():
+    from llmrec.prompting.templates import shipped_version, templates_for
+
+    current = shipped_templates()
+    v1 = {task: shipped_version(task, 1) for task in TASKS}
+    assert all(t is not None and t.version == 1 for t in v1.values())  # earlier versions are kept
+    chosen = templates_for({"yes_no": v1["yes_no"].identity()})
+    assert chosen["yes_no"].sha256 == v1["yes_no"].sha256 != current["yes_no"].sha256
+    assert chosen["next_item"].sha256 == current["next_item"].sha256  # a task it did not train: current
+    with pytest.warns(UserWarning, match="template v9"):
+        unknown = templates_for({"rank": {**current["rank"].identity(), "version": 9}})
+    assert unknown["rank"].sha256 == current["rank"].sha256
+
+
+def test_v2_prompts_are_shorter_than_v1(tokenizer):
+    from llmrec.prompting.templates import shipped_version
+
+    renderer = PromptRenderer(tokenizer, 4096)
+    history = HISTORY[:10]
+    for task in TASKS:
+        lengths = []
+        for template in (shipped_version(task, 1), shipped_templates()[task]):
+            ctx = renderer.plain(CONTEXTS[task](history))
+            lengths.append(renderer.count(renderer.chat(template.render_system(ctx), template.render_user(ctx))))
+        assert lengths[1] < lengths[0], (task, lengths)

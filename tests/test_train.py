@@ -63,6 +63,8 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
     assert all(math.isfinite(m["loss"]) for m in manifest["metrics"]["valid"].values())
     assert manifest["training"]["precision"] == ("bf16" if cpu_bf16() else "fp32") and manifest["training"]["tokens"] > 0
     assert manifest["training"]["gradient_checkpointing"] is False  # the recipe's value, not TRL's default
+    assert [e["step"] for e in manifest["training"]["log"]] == [1, 2]  # the loss curve, one entry per logging step
+    assert all(math.isfinite(e["loss"]) for e in manifest["training"]["log"])
     assert servability_problems(json.loads((out / "adapter_config.json").read_text())) == []
     assert load_recipe(out / "recipe.yaml") == toy_recipe(toy_model)
     assert "## Valid-split metrics" in (out / "README.md").read_text()

@@ -23,7 +23,7 @@ from llmrec.decoding.index import CatalogIndex, answer_tokens
 from llmrec.errors import LlmrecError, shorten
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
-from llmrec.prompting.templates import PromptRenderer, domain_words, shipped_templates
+from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
 from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
 from llmrec.training.adapter import read_manifest, shipped_adapter_dir
 
@@ -79,7 +79,8 @@ class Recommender:
         self.interactions = interactions
         self.info = info
         self.adapter = adapter
-        self.templates = shipped_templates()
+        # the template versions the adapter was trained with (the current ones for a bare model)
+        self.templates = templates_for(adapter.get("templates") if adapter else None)
         tokenizer = backend.tokenizer
         # raw data (no prepare run) renders with prepare's defaults, as the shipped adapter was trained
         samples = {**asdict(SampleOptions()), **info.get("samples", {})}

@@ -247,6 +247,8 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         row["pos"] = position[row["item"]]
     for row in samples.get("rank", []):
         row["cands"] = [position[c] for c in row["candidates"]]
+    if rec is not None:
+        _check_templates(rec, split.manifest, samples)
     if rec is not None and "yes_no" in samples:
         _llm_yes_no(rec, samples["yes_no"], records)
     if rec is not None and "rank" in samples:
@@ -275,6 +277,21 @@ def _samples(folder: Path, task: str, split: str, users: set[str]) -> list[dict[
          "candidates": list(r["candidates"])}
         for r in rows if str(r["user_id"]) in users
     ]  # fmt: skip
+
+
+def _check_templates(rec, manifest: dict[str, Any], samples: dict[str, list]) -> None:
+    """The yes/no and rank prompts are the prepared ones: say so when the model was trained on
+    another version of their template (re-prepare the data with this llmrec, or retrain)."""
+    import warnings
+
+    from llmrec.errors import LlmrecWarning
+
+    for task in samples:
+        data = manifest.get("templates", {}).get(task, {})
+        if data.get("sha256") not in (None, rec.templates[task].sha256):
+            warnings.warn(f"{task}: the data's prompts use template v{data.get('version')}, the model expects "
+                          f"v{rec.templates[task].version}; its {task} scores are of prompts it was not trained on",
+                          LlmrecWarning, stacklevel=3)  # fmt: skip
 
 
 def _llm_yes_no(rec, rows, records) -> None:

@@ -154,8 +154,40 @@ def shipped_template_paths() -> dict[str, Path]:
 
 
 def shipped_templates() -> dict[str, Template]:
-    """Every shipped template, by task."""
+    """Every shipped template (the current version), by task."""
     return {task: load_template(path) for task, path in shipped_template_paths().items()}
+
+
+def shipped_version(task: str, version: int) -> Template | None:
+    """The shipped template of ``task`` at ``version``: the current file or an earlier one kept
+    beside it (``prompts/TASK.vN.yaml``); None if the package has no such version."""
+    current = load_template(shipped_template_paths()[task])
+    if current.version == version:
+        return current
+    path = shipped_template_paths()[task].with_name(f"{task}.v{version}.yaml")
+    return load_template(path) if path.is_file() else None
+
+
+def templates_for(identities: dict[str, dict[str, Any]] | None) -> dict[str, Template]:
+    """The templates an adapter was trained with (its manifest's ``templates``), so prompts at
+    inference read as they did in training; tasks it did not train, and versions this package
+    does not ship (with a warning), get the current ones."""
+    import warnings
+
+    from llmrec.errors import LlmrecWarning
+
+    templates = shipped_templates()
+    for task, identity in (identities or {}).items():
+        if task not in templates:
+            continue
+        found = shipped_version(task, int(identity.get("version", 0)))
+        if found is None or identity.get("sha256") not in (None, found.sha256):
+            warnings.warn(f"the adapter was trained with {task} template v{identity.get('version')}, which this "
+                          f"llmrec does not ship unchanged; prompting with v{templates[task].version}",
+                          LlmrecWarning, stacklevel=2)  # fmt: skip
+            continue
+        templates[task] = found
+    return templates
 
 
 class PromptRenderer:

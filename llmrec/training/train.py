@@ -300,6 +300,8 @@ def _run_stats(trainer, result, recipe: Recipe, run: _Run, precision: str, per_s
         "stopped_early": bool(recipe.max_steps and steps < recipe.max_steps
                               or not recipe.max_steps and steps < trainer.state.max_steps),
         "best_checkpoint": Path(best).name if best else None,
+        # the training loss as logged (every logging_steps): the run's learning curve
+        "log": [{"step": e["step"], "loss": round(float(e["loss"]), 4)} for e in trainer.state.log_history if "loss" in e],
         "wall_seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
 
