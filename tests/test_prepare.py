@@ -115,7 +115,7 @@ def test_generic_csv_with_a_new_domain(tmp_path: Path, tokenizer):
             "--item-noun", "product", "--out", str(out), "--max-length", "256", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     test = load_from_disk(str(out / "sft" / "next_item"))["test"]
-    assert len(test) == 6 and all("products" in p and "cust" not in p for p in test["prompt"])
+    assert len(test) == 6 and all("products" in p.lower() and "cust" not in p for p in test["prompt"])
     assert_no_leak(out)
 
 
@@ -147,3 +147,22 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
         assert build(2) == build(1)
     finally:
         samples_module._CHUNK = chunk
+
+
+def test_yes_no_labels_are_balanced_with_hard_negatives_first(ml_small: Path):
+    from collections import Counter
+
+    manifest = json.loads((ml_small / "manifest.json").read_text())
+    shares = manifest["samples"]["yes_no_labels"]["train"]
+    assert shares["disliked"] > 0 and shares["unseen"] > 0  # both kinds of negatives
+    assert 0.4 <= shares["liked"] / sum(shares.values()) <= 0.6
+    inter = pd.read_parquet(ml_small / "interactions.parquet")
+    had = dict(zip(zip(inter["user_id"].astype(str), inter["item_id"].astype(str)), inter["liked"]))
+    rows = load_from_disk(str(ml_small / "sft" / "yes_no"))["train"]
+    kinds: dict[str, Counter] = {}
+    for u, i, y in zip(rows["user_id"], rows["item_id"], rows["label"]):
+        kind = "liked" if y else ("disliked" if (u, i) in had else "unseen")
+        assert kind != "disliked" or not had[(u, i)]  # a No never names an item the user liked
+        kinds.setdefault(u, Counter())[kind] += 1
+    # each user: unseen negatives only make up what the hard negatives leave uneven
+    assert all(k["unseen"] == max(0, k["liked"] - k["disliked"]) for k in kinds.values())

@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for task, counts in manifest["samples"]["counts"].items():
         print(f"  sft/{task}: " + ", ".join(f"{split} {n:,}" for split, n in counts.items()))
+    if train := manifest["samples"]["yes_no_labels"].get("train"):
+        total = max(1, sum(train.values()))
+        print("  yes_no train labels: " + ", ".join(f"{k} {n:,} ({n / total:.0%})" for k, n in train.items()))
     if args.examples > 0:
         show_examples(options.out, list(manifest["samples"]["counts"]), args.examples)
     return 0

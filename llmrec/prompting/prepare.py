@@ -31,8 +31,9 @@ from llmrec.prompting.templates import (
 
 NEGATIVE_RULE = (
     "yes_no: every held-out target is a sample labelled by its rating (liked -> Yes, disliked -> "
-    "No); each liked target adds negatives_per_positive items drawn uniformly from items the user "
-    "never interacted with, labelled No. rank: the target plus rank_candidates-1 such unseen items, "
+    "No: the hard negatives); liked targets add up to negatives_per_positive items drawn uniformly "
+    "from items the user never interacted with, labelled No (with balance: only as many as make a "
+    "user's Yes and No even in each split, the hard negatives counting first). rank: the target plus rank_candidates-1 such unseen items, "
     "shuffled. explain: liked targets that share a genre or tag with a shown history item; in data "
     "without genres or tags, liked targets chosen by other users who also chose a shown history "
     "item (train split co-occurrence)."
@@ -76,6 +77,20 @@ def load_templates(folder: Path | None, tasks: tuple[str, ...]) -> dict[str, Tem
     return {t: templates[t] for t in tasks}
 
 
+def _label_shares(yes_no: dict[str, list[dict[str, Any]]], interactions) -> dict[str, dict[str, int]]:
+    """Per split, the yes/no samples by kind: liked (Yes), disliked (No: a hard negative, an item
+    the user rated low) and unseen (No: an item drawn from those the user never had)."""
+    had = set(zip(interactions["user_id"].astype(str), interactions["item_id"].astype(str)))
+    shares = {}
+    for split, rows in yes_no.items():
+        kinds = {"liked": 0, "disliked": 0, "unseen": 0}
+        for r in rows:
+            kind = "liked" if r["label"] else ("disliked" if (str(r["user_id"]), str(r["item_id"])) in had else "unseen")
+            kinds[kind] += 1
+        shares[split] = kinds
+    return shares
+
+
 def prepare(options: PrepareOptions) -> dict[str, Any]:
     """Load, clean, split and render one data set into ``options.out``; returns the manifest."""
     started = time.perf_counter()
@@ -100,7 +115,6 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
 
     counts = interactions["split"].value_counts()
     per_user = interactions.groupby("user_id")["split"].agg(lambda s: "test" in set(s))
-    yes_no = [r["label"] for s in SPLITS for r in records.get("yes_no", {}).get(s, [])]
     manifest: dict[str, Any] = {
         "llmrec_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -132,7 +146,7 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
             "counts": {t: {s: len(records[t][s]) for s in SPLITS} for t in records},
             "skipped_over_budget_or_unexplainable": builder.skipped,
             "explain_source": builder.explain_source,
-            "yes_no_labels": {"yes": sum(yes_no), "no": len(yes_no) - sum(yes_no)} if yes_no else {},
+            "yes_no_labels": _label_shares(records.get("yes_no", {}), interactions),
         },
         "hashes": prepared.content_hashes(catalog, interactions),
     }

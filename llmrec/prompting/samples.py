@@ -39,8 +39,10 @@ class SampleOptions:
     max_length: int = option(512, "token budget of prompt + answer; older history is dropped to fit")
     # ten keep ml-latest-small to ~6k samples per task, enough for a 135M model on a CPU
     train_targets_per_user: int = option(10, "newest train events per user used as targets (0 = all)")
-    # on top of the disliked targets the data has: it balances data with few or no dislikes
-    negatives_per_positive: int = option(1, "yes_no: unseen items labelled No per liked target")
+    # on top of the disliked targets the data has (hard negatives: items the user rated low)
+    negatives_per_positive: int = option(1, "yes_no: unseen items labelled No per liked target (at most)")
+    balance: bool = option(True, "yes_no: no more unseen negatives than balance a user's Yes and No labels",
+                           flag="--no-balance")  # fmt: skip
     rank_candidates: int = option(10, "rank: candidates per prompt, the true next item plus unseen ones (2-20)")
     seed: int = option(0, "seed of negative sampling and candidate order")
 
@@ -122,6 +124,24 @@ class SampleBuilder:
             if e.split != "train":
                 yield e.split, i
 
+    def _unseen_budget(self, rng: np.random.Generator, events: list[Event], targets: list[tuple[str, int]]):
+        """Unseen negatives per liked target position. With ``balance``, a split's disliked targets
+        (hard negatives) count first and unseen items only make up the rest of the No labels, so
+        Yes and No are as even as the user's events allow; the liked targets that get one are
+        drawn at random."""
+        per = self.options.negatives_per_positive
+        budget: dict[int, int] = {}
+        for split in SPLITS:
+            liked = [pos for s, pos in targets if s == split and events[pos].liked]
+            if not self.options.balance:
+                budget.update((pos, per) for pos in liked)
+                continue
+            disliked = sum(1 for s, pos in targets if s == split and not events[pos].liked)
+            wanted = min(per * len(liked), max(0, len(liked) - disliked))
+            for k, pos in enumerate(rng.permutation(liked).tolist() if liked else []):
+                budget[pos] = min(per, max(0, wanted - k * per))
+        return budget
+
     def _unseen(self, rng: np.random.Generator, seen: set[int], k: int) -> list[int]:
         """``k`` distinct items the user never interacted with, uniformly."""
         n_items = len(self.titles)
@@ -159,14 +179,16 @@ class SampleBuilder:
         seen = {e.item for e in events}
         t = self.templates
         requests: list[Request] = []
-        for split, pos in self._targets(events):
+        targets = list(self._targets(events))
+        unseen = self._unseen_budget(rng, events, targets)
+        for split, pos in targets:
             past = events[max(0, pos - opts.max_history) : pos]
             history = [e.item for e in past]
             target = events[pos]
             if "next_item" in opts.tasks:
                 requests.append(self._next_item(t["next_item"], split, user, history, target.item))
             if "yes_no" in opts.tasks:
-                negatives = self._unseen(rng, seen, opts.negatives_per_positive) if target.liked else []
+                negatives = self._unseen(rng, seen, unseen.get(pos, 0)) if target.liked else []
                 for item, liked in [(target.item, target.liked)] + [(n, False) for n in negatives]:
                     requests.append(self._yes_no(t["yes_no"], split, user, past, item, liked))
             if "explain" in opts.tasks and target.liked:
