@@ -5,7 +5,10 @@ Run from the repository root after `make install`:
     .venv/bin/python eval/bench_prepare.py --out /tmp/bench-prepare
 
 Each data set is prepared in its own process (default options, all four tasks), so the peak
-resident memory is that run's alone. Prints a Markdown table for eval/RESULTS.md.
+resident memory is that run's alone. The samples stage (rendering, token counting, negatives)
+is timed on its own, from the manifest's ``stages``; users/s is over that stage. A synthetic log
+of any size: ``python eval/make_amazon.py --out runs/amazon`` (50k users), then
+``--data amazon-50k=runs/amazon``. Prints a Markdown table for eval/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -47,16 +50,22 @@ def run(data: str, out: Path) -> tuple[float, float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-prepare"))
+    parser.add_argument("--data", nargs="+", metavar="NAME=PATH", default=[],
+                        help="data sets to time instead of the real ones, e.g. amazon-50k=runs/amazon "
+                             "(from eval/make_amazon.py)")  # fmt: skip
     args = parser.parse_args()
-    print("| data | users | items | interactions | train / valid / test | samples (all tasks) | wall s | peak RSS MiB |")
-    print("|---|---:|---:|---:|---|---:|---:|---:|")
-    for name, data in DATASETS.items():
+    datasets = dict(d.split("=", 1) for d in args.data) if args.data else DATASETS
+    print("| data | users | items | interactions | samples (all tasks) | samples stage s | users/s (samples) "
+          "| wall s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, data in datasets.items():
         seconds, rss, m = run(data, args.out / name.split()[0])
         samples = sum(sum(c.values()) for c in m["samples"]["counts"].values())
-        s = m["splits"]
+        stage = m["stages"]["samples"]
         print(
-            f"| {name} | {m['users']:,} | {m['items']:,} | {m['interactions']:,} | "
-            f"{s['train']:,} / {s['valid']:,} / {s['test']:,} | {samples:,} | {seconds:.1f} | {rss:.0f} |"
+            f"| {name} | {m['users']:,} | {m['items']:,} | {m['interactions']:,} | {samples:,} | {stage:.1f} "
+            f"({m['stages']['samples_workers']} workers) | {m['users'] / stage:,.0f} | {seconds:.1f} | {rss:.0f} |",
+            flush=True,
         )
 
 

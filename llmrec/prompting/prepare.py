@@ -111,7 +111,9 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     cooc = cooccurrence(catalog, interactions) if "explain" in options.samples.tasks and not has_attributes else None
     builder = SampleBuilder(catalog, templates, renderer, words, options.samples, cooc)
     workers = options.workers or os.cpu_count() or 1
+    loaded = time.perf_counter()
     records = build_samples(catalog, interactions, builder, progress=options.progress, workers=workers)
+    built = time.perf_counter()
 
     counts = interactions["split"].value_counts()
     per_user = interactions.groupby("user_id")["split"].agg(lambda s: "test" in set(s))
@@ -156,6 +158,9 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
             prepared.write_sft(tmp, task, by_split)
         manifest["files"] = sha256_tree(tmp)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
+        # where the time went: load + clean + split (+ tokenizer), samples, writing
+        manifest["stages"] = {"load_clean_split": round(loaded - started, 1), "samples": round(built - loaded, 1),
+                              "samples_workers": workers, "write": round(time.perf_counter() - built, 1)}  # fmt: skip
         prepared.write_manifest(tmp, manifest)
     return manifest
 
