@@ -94,3 +94,19 @@ def test_export_to_recbole_reads_back_the_same_split(ml_small: Path, tmp_path: P
         assert len(rows) == int((inter["split"] == split).sum())
     titles = raw.catalog.set_index("item_id")["title"]
     assert titles.loc["1"] == catalog.set_index("item_id").loc["1", "title"] == "Toy Story (1995)"
+
+
+def test_quickstart_on_a_users_own_log(plain_log: Path, toy_model: Path, tmp_path: Path, capsys):
+    out = tmp_path / "qs"
+    argv = ["quickstart", "--data", str(plain_log), "--columns", "user=user,item=item,timestamp=timestamp,title=title",
+            "--base", str(toy_model), "--users", "3", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for step in ("== prepare", "== train (quick recipe)", "== evaluate", "== recommend", "quickstart:"):
+        assert step in printed
+    manifest = json.loads((out / "adapter" / "llmrec_adapter.json").read_text())
+    assert manifest["base_model"]["name"] == str(toy_model)
+    assert "explain" in manifest["tasks"]["trained"]  # explained by co-occurrence: the log has no attributes
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["systems"]) == {"llmrec", "popularity", "itemknn"} and report["config"]["users_evaluated"] == 3
+    assert "Top 5 for user" in printed

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", help="as prepare's --format: force a loader")
     p.add_argument("--users", type=int, default=10, help="users evaluated (default: 10; ~10 s each on 2 CPU cores)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--base", help="base model to finetune: HF id or local folder (default: the embedded SmolLM2)")
     p.set_defaults(run=run)
 
 
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     steps = [
         ("prepare", ["prepare", *source, "--out", str(out / "data"), "--overwrite", "--no-progress"]),
         ("train (quick recipe)", ["train", "--data", str(out / "data"), "--out", str(out / "adapter"),
-                                  "--recipe", "quick", "--overwrite", "--no-progress"]),
+                                  "--recipe", "quick", "--overwrite", "--no-progress",
+                                  *(["--base", args.base] if args.base else [])]),
         ("evaluate", ["evaluate", "--model", str(out / "adapter"), "--data", str(out / "data"), "--users",
                       str(args.users), "--k", "1,5,10", "--baselines", "popularity,itemknn", "--explain-users", "3", "--out",
                       str(out / "report"), "--overwrite", "--no-progress", *device]),
