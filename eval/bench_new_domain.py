@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def steps(out: Path, users: int, items: int, eval_users: int) -> list[tuple[str, Path, list[str]]]:
-    llmrec = [sys.executable, "-m", "llmrec"]
+    llmrec = [str(Path(sys.executable).parent / "llmrec")]  # installed; `-m llmrec` from the root imports the source tree
     return [
         ("make_amazon", out / "amazon", [sys.executable, str(HERE / "make_amazon.py"), "--out", str(out / "amazon"),
                                          "--users", str(users), "--items", str(items)]),

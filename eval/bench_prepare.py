@@ -42,7 +42,9 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 def run(data: str, out: Path) -> tuple[float, float, dict]:
     """Seconds, peak RSS in MiB, and the manifest of one prepare run."""
-    cmd = [sys.executable, "-m", "llmrec", "prepare", "--data", data, "--out", str(out), "--overwrite", "--no-progress"]
+    # the installed console script: `python -m llmrec` from the repository root would import the source tree
+    cmd = [str(Path(sys.executable).parent / "llmrec"), "prepare", "--data", data, "--out", str(out), "--overwrite",
+           "--no-progress"]  # fmt: skip
     seconds, rss = timed(cmd)
     return seconds, rss, json.loads((out / "manifest.json").read_text())
 
