@@ -131,7 +131,8 @@ def test_counts_summed_by_line_are_the_tokenizers_counts_on_every_prepared_promp
         for split in ("train", "test"):
             rows = prepared.load_sft(prepared_small, task, split)
             texts += list(rows["prompt"]) + list(rows["completion"])
-    texts += ["a\n\nb", "a\n\n", "x\n  y", "x \ny", "x\n\n\ny", "\n", "", "a\r\nb"]  # runs that merge go whole
+    texts += ["a\n\nb", "a\n\n", "x\n  y", "x \ny", "x\n\n\ny", "\n", "", "a\r\nb", "\n\n<|im_end|>",
+              "a\n<|im_end|>\n\nb"]  # runs that merge go whole
     exact = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     assert renderer.count_many(texts) == exact
     assert renderer.count_many(texts) == exact  # again, from the line cache

@@ -208,6 +208,9 @@ class PromptRenderer:
         self.specials = tuple(sorted((s for s in specials if s), key=len, reverse=True))
         self._frame = None
         self._frame = self._chat_frame()
+        # two newlines right before a special token end a segment, where they merge like at the end of a text
+        ends = "".join(f"|\n\n{re.escape(t)}" for t in self.specials)
+        self._joins = re.compile(_JOINS.pattern + ends)
         self._lines: dict[str, int] = {}  # token count of each line text seen (titles repeat)
         self._plain: dict[str, str] = {}  # neutralised text of each string seen
         self._overhead = len(self.tokenizer("")["input_ids"])  # tokens a call adds (e.g. a BOS)
@@ -269,7 +272,7 @@ class PromptRenderer:
         ``prepare`` is then lookups. Otherwise the texts are tokenized in one batched call."""
         if not texts:
             return []
-        exact = list(range(len(texts))) if not self.by_lines else [i for i, t in enumerate(texts) if _JOINS.search(t)]
+        exact = list(range(len(texts))) if not self.by_lines else [i for i, t in enumerate(texts) if self._joins.search(t)]
         counts = [0] * len(texts)
         if exact:
             for i, ids in zip(exact, self.tokenizer([texts[i] for i in exact])["input_ids"]):
@@ -293,6 +296,7 @@ class PromptRenderer:
         probed on prompts like the ones rendered, chat markup included."""
         probes = [
             "a\n\nb\n  c\n\n\nd\n\n",  # newlines beside white space: counted whole
+            f"x\n\n{self.end_of_answer}",
             "Liked:\n\n- x\n\nWill the user like it?\n",
             self.chat("You are a recommender system. You answer Yes or No.",
                       'A user watched these movies, oldest first.\nLiked:\n- Heat (1995)\n- Amélie (2001)\n'
