@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from llmrec.data import prepared
 from llmrec.errors import LlmrecError
@@ -82,10 +81,3 @@ def tokenized(rows, tokenizer, folder: Path, key: str, write: bool = True):
             log.info("tokenized rows not cached in %s: %s", path, exc)
     return data
 
-
-def describe(rows: Any) -> dict[str, float]:
-    """Mean and p95 tokens of tokenized rows (what the manifest records)."""
-    import numpy as np
-
-    lengths = np.array([len(r) for r in rows["input_ids"]]) if len(rows) else np.zeros(1)
-    return {"mean": round(float(lengths.mean()), 1), "p95": float(np.percentile(lengths, 95))}
