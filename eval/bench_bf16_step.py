@@ -9,6 +9,7 @@ CPU: with AVX-512 BF16 or AMX it is native; without, torch emulates it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 
@@ -40,7 +41,8 @@ def main() -> None:
 
     def step(autocast) -> tuple[float, float]:
         began = time.perf_counter()
-        loss, _ = compact_loss(model, batch, None, autocast)
+        with autocast() if autocast else contextlib.nullcontext():
+            loss, _ = compact_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -25,6 +25,7 @@ curves side by side (PNG) with their final valid losses. Prints Markdown for eva
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -94,7 +95,8 @@ def bare(args: argparse.Namespace, recipe) -> dict:
     n_tokens, began = 0, time.perf_counter()
     for step in range(args.steps):
         batch = collate([examples[i] for i in order[step * per_step : (step + 1) * per_step]])
-        loss, _ = compact_loss(model, dict(batch), None, autocast)
+        with autocast() if autocast else contextlib.nullcontext():
+            loss, _ = compact_loss(model, dict(batch))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -128,3 +128,8 @@ def test_recipe_values_must_have_the_field_type():
     with pytest.raises(LlmrecError, match="load_in_4bit: expected bool"):
         Recipe().replace(load_in_4bit="yes")
     assert isinstance(Recipe().replace(learning_rate=1).learning_rate, float)
+    # YAML 1.1 reads 1e-4 as a string; `--set learning_rate=1e-4` (the help's own example) is a number
+    key, value = parse_override("learning_rate=1e-4")
+    assert value == "1e-4" and Recipe().replace(**{key: value}).learning_rate == 1e-4
+    with pytest.raises(LlmrecError, match="learning_rate: expected float"):
+        Recipe().replace(learning_rate="nan")

@@ -57,6 +57,7 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
     data = json.loads((prepared_small / "manifest.json").read_text())
     assert manifest["data"]["catalog_hash"] == data["hashes"]["catalog"]
     assert manifest["templates"] == data["templates"]
+    assert manifest["data"]["prompts"] == {k: data["samples"][k] for k in ("max_history", "max_length")}
     assert manifest["recipe"]["max_steps"] == 2 and manifest["training"]["steps"] == 2
     assert set(manifest["versions"]) >= {"torch", "transformers", "peft", "trl"}
     assert set(manifest["metrics"]["valid"]) == {"next_item", "yes_no", "rank", "explain"}
@@ -69,6 +70,23 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
     assert load_recipe(out / "recipe.yaml") == toy_recipe(toy_model)
     assert "## Valid-split metrics" in (out / "README.md").read_text()
     assert leftovers(tmp_path) == []  # no temporary folder, checkpoints removed after success
+
+
+def test_the_recommender_renders_prompts_as_the_adapter_learned(prepared_small: Path, toy_model: Path, tmp_path):
+    from llmrec.decoding.recommender import Recommender
+
+    out = tmp_path / "adapter"
+    manifest = train(TrainOptions(prepared_small, out, toy_recipe(toy_model, max_steps=1), progress=False))
+    data = json.loads((prepared_small / "manifest.json").read_text())
+    assert Recommender.load(out, prepared_small, device="cpu").max_history == data["samples"]["max_history"]
+    manifest["data"]["prompts"]["max_history"] = 3  # as if trained on data prepared with --max-history 3
+    (out / "llmrec_adapter.json").write_text(json.dumps(manifest))
+    rec = Recommender.load(out, prepared_small, device="cpu")
+    assert rec.max_history == 3 != data["samples"]["max_history"]
+    history = rec.resolve(rec.user_history(rec.interactions["user_id"].iloc[0]))
+    prompt = rec._prompt("next_item", history, {})
+    assert len(history) > 3 and all(f"- {rec.titles[i]}\n" in prompt for i in history[-3:])
+    assert f"- {rec.titles[history[-4]]}\n" not in prompt
 
 
 def test_the_mixture_follows_the_task_weights(prepared_small: Path):
@@ -145,16 +163,41 @@ def test_resume_refuses_a_changed_recipe(prepared_small: Path, toy_model: Path, 
     assert "cannot resume with a changed lora_r" in capsys.readouterr().err
 
 
+# `llmrec train` with TRL's own SFTTrainer in place of llmrec's (the reference for the compact head)
+WITH_TRLS_TRAINER = """
+import sys
+from trl import SFTTrainer
+import llmrec.training.trainer
+llmrec.training.trainer.trainer_class = lambda: SFTTrainer
+from llmrec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_two_process_accelerate_launch_on_cpu(prepared_small: Path, toy_model: Path, tmp_path: Path):
-    out = tmp_path / "a"
+    """Two CPU processes (DDP over gloo) train the weights TRL's trainer trains in two processes."""
     accelerate = Path(sys.executable).with_name("accelerate")
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "llmrec",
-           "train", "--data", str(prepared_small), "--out", str(out), "--max-steps", "2", *cli_toy_flags(toy_model)]
-    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = read_manifest(out)["training"]
-    assert run["processes"] == 2 and run["steps"] == 2
+    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    (tmp_path / "trl_trainer.py").write_text(WITH_TRLS_TRAINER)
+    adapters = {}
+    for name, entry in [("ours", ["-m", "llmrec"]), ("trl", [str(tmp_path / "trl_trainer.py")])]:
+        out = adapters[name] = tmp_path / name
+        cmd = [*launch, *entry, "train", "--data", str(prepared_small), "--out", str(out), "--max-steps", "2",
+               "--set", "lora_dropout=0", "--set", "learning_rate=1e-2", *cli_toy_flags(toy_model)]  # fmt: skip
+        done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    run = read_manifest(adapters["ours"])["training"]
+    assert run["processes"] == 2 and run["steps"] == 2 and run["samples"] == 8
+    assert run["tokens"] == read_manifest(adapters["trl"])["training"]["tokens"]  # gathered over both processes
+    ours, trl = (load_file(adapters[n] / "adapter_model.safetensors") for n in ("ours", "trl"))
+    assert ours.keys() == trl.keys()
+    moved = max((ours[k].float() - trl[k].float()).abs().max().item() for k in ours)
+    assert moved < 1e-4
+    assert any(v.abs().max() > 0 for k, v in ours.items() if "lora_B" in k)  # lora_B starts at zero: the steps moved it
+    # Adam hides a constant factor in the gradients; the logged loss shows it
+    logged = [[e["loss"] for e in read_manifest(adapters[n])["training"]["log"]] for n in ("ours", "trl")]
+    assert len(logged[0]) == 2 and logged[0] == pytest.approx(logged[1], rel=1e-4)
     assert run["samples"] == 2 * 2 * 2  # steps x batch x processes
     assert done.stdout.count(f"{out}: 2 steps") == 1  # only the main process reports
     assert leftovers(tmp_path) == []

@@ -82,8 +82,10 @@ class Recommender:
         # the template versions the adapter was trained with (the current ones for a bare model)
         self.templates = templates_for(adapter.get("templates") if adapter else None)
         tokenizer = backend.tokenizer
-        # raw data (no prepare run) renders with prepare's defaults, as the shipped adapter was trained
-        samples = {**asdict(SampleOptions()), **info.get("samples", {})}
+        # the adapter's prompt shape; before adapters recorded it, the data's (prepare's defaults
+        # for raw data, as the shipped adapter was trained)
+        learned = {k: v for k, v in ((adapter or {}).get("data", {}).get("prompts") or {}).items() if v is not None}
+        samples = {**asdict(SampleOptions()), **info.get("samples", {}), **learned}
         self.max_history = int(samples["max_history"])
         self.renderer = PromptRenderer(tokenizer, int(samples["max_length"]))
         self.words = domain_words(info.get("item_noun") or "item")

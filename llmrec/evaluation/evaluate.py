@@ -292,6 +292,11 @@ def _check_templates(rec, manifest: dict[str, Any], samples: dict[str, list]) ->
             warnings.warn(f"{task}: the data's prompts use template v{data.get('version')}, the model expects "
                           f"v{rec.templates[task].version}; its {task} scores are of prompts it was not trained on",
                           LlmrecWarning, stacklevel=3)  # fmt: skip
+    history = manifest.get("samples", {}).get("max_history")
+    if samples and history is not None and history != rec.max_history:
+        warnings.warn(f"the data's prompts show up to {history} history items, the model was trained on "
+                      f"{rec.max_history}; prepare the data with --max-history {rec.max_history} to score it "
+                      "on the prompts it learned", LlmrecWarning, stacklevel=3)  # fmt: skip
 
 
 def _llm_yes_no(rec, rows, records) -> None:

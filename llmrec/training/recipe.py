@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,15 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(Recipe)]
 
 
+# a finite decimal number, exponent optional
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Check a YAML value against the field's type; ints are accepted for floats."""
     kind = {f.name: f.type for f in dataclasses.fields(Recipe)}[key]
+    if kind.startswith("float") and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(kind)
     if expected is None or value is None and "None" in kind:
         return value

@@ -38,6 +38,8 @@ from llmrec.training.recipe import Recipe, servability_problems
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 RUN_FILE = "llmrec_run.json"
+# the sample settings that shape a prompt (not which samples exist)
+PROMPT_SETTINGS = ("max_history", "max_length")
 # A resumed run must train the same thing; these may change between a kill and --resume.
 _RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
                       "early_stopping_patience", "max_eval_samples", "description", "name"}
@@ -323,6 +325,8 @@ def _manifest(recipe: Recipe, run: _Run, metrics: dict[str, Any], stats: dict[st
             "manifest_sha256": run.data_sha,
             "item_noun": data.get("item_noun"),
             "tokenizer": data.get("tokenizer"),
+            # the prompt shape the adapter learned; recommend/predict render with it
+            "prompts": {k: data.get("samples", {}).get(k) for k in PROMPT_SETTINGS},
         },
         "templates": {t: data["templates"][t] for t in recipe.tasks},
         "recipe": recipe.to_dict(),

@@ -3,15 +3,20 @@
 TRL 1.x computes the completion-only loss through a "fused" LM head that, off Triton devices,
 projects *every* position onto the vocabulary (49k logits for each of ~450 prompt tokens of a
 SmolLM2 sample) and zeroes the prompt positions afterwards. On a CPU that head is most of a
-step. Here, on CPU and in a single process, the backbone runs once and the head is applied to
-the positions whose next-token label is not -100 only. The loss is TRL's: the summed negative
-log-likelihood of those tokens over ``num_items_in_batch`` (or their count), and the logged
-``entropy`` / ``mean_token_accuracy`` / ``num_tokens`` are the same quantities. Anything else
-(GPU, several processes, label smoothing, a custom loss) goes through TRL unchanged.
+step. Here, on CPU, the model is asked for logits only at the positions where some row of the
+batch has a label (``logits_to_keep``: answers sit at the end, and batches are grouped by
+length, so that is a few dozen positions), through the model's own forward, so DDP (several
+processes: `accelerate launch`) and mixed precision wrap it as they wrap TRL's call. The loss
+is TRL's: the summed negative log-likelihood of the label tokens over ``num_items_in_batch``
+(or their count), times the process count when tokens are averaged across devices; the logged
+``entropy`` / ``mean_token_accuracy`` / ``num_tokens`` are the same quantities, gathered over
+processes. Anything else (GPU, label smoothing, a custom loss, a model without
+``logits_to_keep``) goes through TRL unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 
@@ -21,29 +26,33 @@ def trainer_class():
 
     class LlmrecSFTTrainer(SFTTrainer):
         def _compact_head(self, model, inputs: dict[str, Any]) -> bool:
+            lm = causal_lm(self.accelerator.unwrap_model(model))
             return (
                 self.compute_loss_func is None
                 and self.label_smoother is None
                 and self.args.loss_type == "nll"
                 and not self.aux_loss_enabled
-                and self.accelerator.num_processes == 1
                 and "labels" in inputs
                 and "shift_labels" not in inputs
                 and inputs["labels"].device.type == "cpu"
-                and plain_head(causal_lm(self.accelerator.unwrap_model(model)).config)
+                and "logits_to_keep" in inspect.signature(lm.forward).parameters
+                and plain_head(lm.config)
             )
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or not self._compact_head(model, inputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
-            loss, stats = compact_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch,
-                                       self.accelerator.autocast)  # fmt: skip
-            valid, entropy, correct = stats
-            self._metrics[mode]["entropy"].append(entropy / valid if valid else 0.0)
-            self._metrics[mode]["mean_token_accuracy"].append(correct / valid if valid else 0.0)
+            loss, stats = compact_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as TRL and Trainer: the count spans every process, and DDP averages the gradients
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            valid, entropy, correct = (self.accelerator.gather_for_metrics(t).sum() for t in stats)
+            self._metrics[mode]["entropy"].append((entropy / valid).item() if valid > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append((correct / valid).item() if valid > 0 else 0.0)
             if mode == "train":
-                self._total_train_tokens += int(inputs["attention_mask"].sum()) // self._tp_size
+                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += tokens // self._tp_size
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return loss
 
@@ -66,25 +75,21 @@ def causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def compact_loss(model, inputs: dict[str, Any], num_items_in_batch=None, autocast=None):
-    """(loss, (label tokens, entropy sum, correct top-1 count)) with the head at label positions only.
+def compact_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
+    """(loss, (label tokens, entropy sum, correct top-1 count)) with logits only at label positions.
 
-    ``autocast`` is the accelerator's context (mixed precision is applied by patching the model's
-    forward, which this bypasses by calling the backbone itself).
+    ``model`` is called as the Trainer holds it (a DDP or PEFT wrapper included), asked for the
+    logits of the positions where any row predicts a label token.
     """
-    import contextlib
-
     import torch
 
-    lm = causal_lm(model)
     kwargs = {k: v for k, v in inputs.items() if k != "labels"}
-    kwargs["use_cache"] = False
     labels = inputs["labels"][:, 1:]
+    positions = (labels != -100).any(0).nonzero().squeeze(-1)  # position t predicts token t + 1
+    logits = model(**kwargs, use_cache=False, logits_to_keep=positions).logits
+    labels = labels[:, positions]
     mask = labels != -100
-    with autocast() if autocast else contextlib.nullcontext():
-        hidden = lm.base_model(**kwargs).last_hidden_state[:, :-1]
-        logits = lm.get_output_embeddings()(hidden[mask])
-    log_probs = logits.float().log_softmax(-1)
+    log_probs = logits[mask].float().log_softmax(-1)
     target = labels[mask]
     picked = log_probs.gather(-1, target[:, None]).squeeze(-1)
     count = mask.sum()
@@ -92,4 +97,4 @@ def compact_loss(model, inputs: dict[str, Any], num_items_in_batch=None, autocas
     with torch.no_grad():
         entropy = -(log_probs.exp() * log_probs).sum(-1).sum()
         correct = (log_probs.argmax(-1) == target).sum()
-    return loss, (int(count), float(entropy), int(correct))
+    return loss, (count, entropy, correct)
