@@ -12,6 +12,10 @@ for `--steps` optimizer steps, each in its own process (so its peak RSS is its o
   LM head runs over every position, batches are drawn in random order.
 - `after`: llmrec's trainer: rows tokenized once in batches (and cached), the LM head only at
   the answer tokens, batches grouped by length.
+- `after-2proc`: the `after` trainer in two processes of one thread each (`accelerate launch
+  --num_processes 2`, DDP over gloo), half the batch each, so a step sees the same samples; on
+  2 cores two one-thread processes do more work than one two-thread process. Peak RSS is one
+  process's.
 - `bare`: no Trainer at all: the same PEFT model, AdamW and loss on the `after` batches, to show
   what the Trainer still costs.
 
@@ -33,11 +37,13 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("before", "after", "bare")
+VARIANTS = ("before", "after", "after-2proc", "bare")
 
 
 def child(args: argparse.Namespace) -> None:
     """One variant in this process; prints one JSON line."""
+    from accelerate import PartialState
+
     from llmrec.training import tokens, trainer
     from llmrec.training.recipe import load_recipe
     from llmrec.training.train import TrainOptions, train
@@ -45,6 +51,8 @@ def child(args: argparse.Namespace) -> None:
     recipe = load_recipe(args.recipe).replace(
         max_steps=args.steps, precision=args.precision, max_eval_samples=args.eval_samples, save_steps=10_000,
         logging_steps=1, group_by_length=args.variant != "before")  # fmt: skip
+    if args.variant == "after-2proc":
+        recipe = recipe.replace(batch_size=recipe.batch_size // 2)
     if args.variant == "before":
         from trl import SFTTrainer
 
@@ -55,6 +63,8 @@ def child(args: argparse.Namespace) -> None:
         return
     out = args.out / f"{args.variant}-{args.precision}-{args.steps}"
     manifest = train(TrainOptions(args.data, out, recipe, overwrite=True, progress=False))
+    if not PartialState().is_main_process:
+        return
     t = manifest["training"]
     losses = [e["loss"] for e in t["log"]]
     print(json.dumps({"steps": t["steps"], "samples": t["samples"], "tokens": t["tokens"], "seconds": t["seconds"],
@@ -110,7 +120,13 @@ def run_child(args: argparse.Namespace, variant: str, precision: str, steps: int
     cmd = [sys.executable, __file__, "--child", "--variant", variant, "--precision", precision, "--steps", str(steps),
            "--data", str(args.data), "--out", str(args.out), "--recipe", args.recipe,
            "--eval-samples", str(args.eval_samples)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = None
+    if variant == "after-2proc":
+        accelerate = Path(sys.executable).with_name("accelerate")
+        cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", *cmd[1:]]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:

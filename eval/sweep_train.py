@@ -55,14 +55,16 @@ def commands(args: argparse.Namespace, name: str, history: int, lr: float, mix: 
     score = [llmrec(), "evaluate", "--model", str(model), "--data", data, "--split", "valid", "--tasks", "yes_no,rank",
              "--users", "0", "--baselines", "", "--explain-users", "0", "--overwrite", "--no-progress",
              "--out", str(args.out / f"{name}-valid")]  # fmt: skip
-    # an adapter already trained with these settings (an interrupted sweep) is only scored
+    # what an interrupted sweep already trained or scored is not done again
+    if (args.out / f"{name}-valid" / "report.json").is_file():
+        return []
     return [score] if (model / "llmrec_adapter.json").is_file() else [train, score]
 
 
 def run(args: argparse.Namespace, config: tuple) -> subprocess.Popen:
     name = config[0]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    script = " && ".join(" ".join(f"'{part}'" for part in command) for command in commands(args, *config))
+    script = " && ".join(" ".join(f"'{part}'" for part in command) for command in commands(args, *config)) or "true"
     log = open(args.out / f"{name}.log", "w")
     return subprocess.Popen(["bash", "-c", script], stdout=log, stderr=subprocess.STDOUT, env=env)
 

@@ -40,7 +40,10 @@ class HFBackend:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.tensors: TrieTensors | None = None
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns on every call)
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        # the head only at the last position where the model allows it (49k logits a position)
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
     @classmethod
     def load(cls, base: str | None, adapter: str | Path | None = None, device: str | None = None,
@@ -189,7 +192,7 @@ class HFBackend:
         ids = torch.as_tensor(list(token_ids), device=self._device)
         for start in range(0, len(prompts), self.batch_size):
             batch = self._encode(prompts[start : start + self.batch_size])
-            logits = self.model(**batch).logits[:, -1, :].float()
+            logits = self.model(**batch, **self._last_only).logits[:, -1, :].float()
             out.extend(torch.log_softmax(logits, dim=-1)[:, ids].tolist())
         return out
 
@@ -240,7 +243,8 @@ class HFBackend:
                 for i, x in enumerate(rows):
                     ids[i, width - len(x) :] = torch.as_tensor(x)
                     mask[i, width - len(x) :] = 1
-                logits = self.model(input_ids=ids.to(self._device), attention_mask=mask.to(self._device)).logits[:, -1]
+                logits = self.model(input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+                                    **self._last_only).logits[:, -1]  # fmt: skip
                 logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
                 out.extend(logprobs[i, np.asarray(cands)] for i, (_, _, cands) in enumerate(chunk))
             return out
