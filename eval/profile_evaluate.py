@@ -39,10 +39,10 @@ def main() -> None:
     parser.add_argument("--whole-matrix", action="store_true")
     args = parser.parse_args()
 
+    from llmrec.collab import make, ndcg10
     from llmrec.decoding.backends import hf
     from llmrec.decoding.recommender import Recommender
     from llmrec.evaluation import evaluate as ev
-    from llmrec.evaluation.baselines import make, ndcg10
 
     print("| stage | seconds | RSS MiB | peak RSS MiB |\n|---|---:|---:|---:|")
     t = stage("start (imports)", time.perf_counter())

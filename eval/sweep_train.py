@@ -8,9 +8,10 @@ folder (the prompts differ):
         --prepared 10=runs/sweep/ml-h10 --prepared 5=runs/sweep/ml-h5
 
 Every configuration trains the shipped recipe for `--steps` optimizer steps with its overrides
-(same seed), then scores the valid split with `llmrec evaluate --split valid`: yes/no AUC over all
-valid yes/no samples, rank NDCG@5 over all valid users, and the per-task valid losses of the
-closing evaluation (`--eval-samples` a task). Configurations run `--parallel` at a time, one thread each (on 2 cores
+(same seed), then scores the valid split with `llmrec evaluate --split valid`: yes/no AUC and user-AUC over
+the yes/no samples of `--users` valid users (one seeded draw for every configuration: a forward
+pass of a 250-token prompt takes about a second on one core), and the per-task valid losses of
+the closing evaluation (`--eval-samples` a task). Configurations run `--parallel` at a time, one thread each (on 2 cores
 two one-thread runs train more samples an hour than one two-thread run). Nothing here touches
 the test split. Prints a Markdown table for eval/RESULTS.md and writes sweep.json in --out.
 """
@@ -52,8 +53,8 @@ def commands(args: argparse.Namespace, name: str, history: int, lr: float, mix: 
              "--no-progress", "--max-steps", str(args.steps), "--set", f"learning_rate={lr}",
              "--set", f"tasks={mix}", "--set", f"save_steps={args.steps}",
              "--set", f"max_eval_samples={args.eval_samples}"]  # fmt: skip
-    score = [llmrec(), "evaluate", "--model", str(model), "--data", data, "--split", "valid", "--tasks", "yes_no,rank",
-             "--users", "0", "--baselines", "", "--explain-users", "0", "--overwrite", "--no-progress",
+    score = [llmrec(), "evaluate", "--model", str(model), "--data", data, "--split", "valid", "--tasks", "yes_no",
+             "--users", str(args.users), "--baselines", "", "--explain-users", "0", "--overwrite", "--no-progress",
              "--out", str(args.out / f"{name}-valid")]  # fmt: skip
     # what an interrupted sweep already trained or scored is not done again
     if (args.out / f"{name}-valid" / "report.json").is_file():
@@ -69,27 +70,45 @@ def run(args: argparse.Namespace, config: tuple) -> subprocess.Popen:
     return subprocess.Popen(["bash", "-c", script], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def result(args: argparse.Namespace, name: str, history: int, lr: float, mix: str) -> dict:
+def valid_users(args: argparse.Namespace) -> set[str]:
+    """The --users valid users every configuration is scored on (evaluate's own seeded draw)."""
+    from llmrec.data import prepared
+    from llmrec.evaluation.evaluate import select_users
+
+    _, interactions, _ = prepared.read_tables(next(iter(args.prepared.values())))
+    return set(select_users(interactions, "valid", args.users, 0, (0, 1)))
+
+
+def yes_no_scores(folder: Path, users: set[str]) -> dict:
+    """AUC and user-AUC of llmrec's valid yes/no answers for ``users`` (a run may have scored more)."""
+    from llmrec.evaluation.metrics import auc_only
+
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["system"] == "llmrec" and r["task"] == "yes_no" and r["user"] in users]
+    return {**auc_only([r["label"] for r in rows], [r["score"] for r in rows], [r["user"] for r in rows]),
+            "samples": len(rows)}  # fmt: skip
+
+
+def result(args: argparse.Namespace, users: set[str], name: str, history: int, lr: float, mix: str) -> dict:
     manifest = json.loads((args.out / name / "llmrec_adapter.json").read_text())
-    report = json.loads((args.out / f"{name}-valid" / "report.json").read_text())["systems"]["llmrec"]
+    report = yes_no_scores(args.out / f"{name}-valid", users)
     training = manifest["training"]
     losses = {task: round(m["loss"], 4) for task, m in manifest["metrics"]["valid"].items()}
     return {"name": name, "history": history, "learning_rate": lr, "tasks": mix, "samples": training["samples"],
             "train_seconds": training["seconds"], "samples_per_second": training["samples_per_second"],
-            "valid_loss": losses, "valid_auc": report.get("auc"), "valid_uauc": report.get("uauc"),
-            "valid_yes_no_samples": report.get("yes_no_samples"), "valid_rank_ndcg@5": report.get("rank_ndcg@5"),
-            "valid_rank_samples": report.get("rank_samples")}  # fmt: skip
+            "valid_loss": losses, "valid_auc": report["auc"], "valid_uauc": report["uauc"],
+            "valid_yes_no_samples": report["samples"]}  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
     tasks = ["next_item", "yes_no", "rank", "explain"]
-    head = ("| config | history | lr | samples | samples/s (1 thread) | valid AUC | valid rank NDCG@5 | "
+    head = ("| config | history | lr | tasks | samples | samples/s (1 thread) | valid yes/no AUC | user-AUC | "
             + " | ".join(f"loss {t}" for t in tasks) + " |")  # fmt: skip
-    lines = [head, "|" + "---|" * (6 + len(tasks) + 1)]
+    lines = [head, "|" + "---|" * (8 + len(tasks))]
     for r in rows:
         loss = " | ".join(f"{r['valid_loss'].get(t, float('nan')):.3f}" for t in tasks)
-        lines.append(f"| {r['name']} | {r['history']} | {r['learning_rate']:g} | {r['samples']} | "
-                     f"{r['samples_per_second']:.3f} | {r['valid_auc']:.3f} | {r['valid_rank_ndcg@5']:.3f} | {loss} |")  # fmt: skip
+        lines.append(f"| {r['name']} | {r['history']} | {r['learning_rate']:g} | {r['tasks']} | {r['samples']} | "
+                     f"{r['samples_per_second']:.3f} | {r['valid_auc']:.3f} | {r['valid_uauc']:.3f} | {loss} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -99,6 +118,7 @@ def main() -> None:
     parser.add_argument("--prepared", action="append", required=True, help="HISTORY=FOLDER, once per history length")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--eval-samples", type=int, default=64, help="valid samples per task for the losses")
+    parser.add_argument("--users", type=int, default=300, help="valid users scored (a seeded draw, the same for all)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="configuration names to run (default: all)")
     args = parser.parse_args()
@@ -117,7 +137,8 @@ def main() -> None:
             print(f"{config[0]}: exit {proc.returncode} after {time.time() - start:.0f} s", file=sys.stderr, flush=True)
             if proc.returncode:
                 failed.append(config[0])
-    rows = [result(args, *c) for c in grid if c[0] not in failed]
+    users = valid_users(args)
+    rows = [result(args, users, *c) for c in grid if c[0] not in failed]
     path = args.out / "sweep.json"
     old = json.loads(path.read_text()) if path.exists() else []
     merged = {r["name"]: r for r in old + rows}

@@ -137,3 +137,36 @@ def toy_model(tmp_path_factory, tokenizer) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# The toy-weights model behind the transformers backend, with the embedded catalogue indexed
+# (shared by the backend and guided-decoding tests).
+@pytest.fixture(scope="session")
+def catalog(prepared_small: Path):
+    from llmrec.data import prepared
+
+    return prepared.read_tables(prepared_small)[0]
+
+
+@pytest.fixture(scope="session")
+def backend(toy_model: Path):
+    from llmrec.decoding.backends.hf import HFBackend
+
+    return HFBackend.load(str(toy_model), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def renderer(backend):
+    from llmrec.prompting.templates import PromptRenderer
+
+    return PromptRenderer(backend.tokenizer, 512)
+
+
+@pytest.fixture(scope="session")
+def index(backend, catalog, renderer):
+    from llmrec.decoding.index import CatalogIndex
+
+    prefix = renderer.chat("system", "user")
+    index = CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix)
+    backend.set_catalog(index)
+    return index

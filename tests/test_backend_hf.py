@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrec.data import prepared
 from llmrec.decoding.backends import Backend, ItemSearch, renormalize_yes
-from llmrec.decoding.backends.hf import HFBackend
-from llmrec.decoding.index import CatalogIndex, answer_tokens
+from llmrec.decoding.index import answer_tokens
 from llmrec.prompting.templates import PromptRenderer
-
-
-@pytest.fixture(scope="module")
-def catalog(prepared_small: Path) -> pd.DataFrame:
-    return prepared.read_tables(prepared_small)[0]
-
-
-@pytest.fixture(scope="module")
-def backend(toy_model: Path) -> HFBackend:
-    return HFBackend.load(str(toy_model), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def renderer(backend) -> PromptRenderer:
-    return PromptRenderer(backend.tokenizer, 512)
-
-
-@pytest.fixture(scope="module")
-def index(backend, catalog, renderer) -> CatalogIndex:
-    prefix = renderer.chat("system", "user")
-    index = CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix)
-    backend.set_catalog(index)
-    return index
 
 
 def test_the_backend_meets_the_protocol(backend):

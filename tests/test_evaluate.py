@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from llmrec.cli import main
+from llmrec.collab import make
+from llmrec.data.prepared import history_and_target, sequences
 from llmrec.decoding.recommender import Recommender
-from llmrec.evaluation.baselines import make
-from llmrec.evaluation.evaluate import history_and_target, sequences
 from llmrec.evaluation.metrics import rank_from_scores, ranking_metrics
 from llmrec.prompting.prepare import prepared_folder
 

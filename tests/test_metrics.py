@@ -68,7 +68,7 @@ def test_yes_no_metrics_and_calibration():
 
 
 def test_baseline_scores_in_chunks_equal_one_block():
-    from llmrec.evaluation.baselines import ItemKNN, ndcg10, score_chunks
+    from llmrec.collab import ItemKNN, ndcg10, score_chunks
 
     train = [[0, 1, 2], [1, 2, 3], [2, 3, 4], [0, 4], [1, 3]]
     model = ItemKNN(neighbours=3, shrink=0.0).fit(train, 5)

@@ -164,3 +164,19 @@ def load(data: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
 
     data = data if data is not None else loaders.EMBEDDED
     return read_tables(data) if is_prepared(data) else in_memory(data)
+
+
+def sequences(interactions: pd.DataFrame, position: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Per user: item positions in order with their split."""
+    df = interactions.sort_values(["user_id", "seq"])
+    out = {}
+    for user, g in df.groupby(df["user_id"].astype(str), sort=False):
+        out[user] = {"items": [position[str(i)] for i in g["item_id"]], "split": g["split"].tolist()}
+    return out
+
+
+def history_and_target(seq: dict[str, Any], split: str) -> tuple[list[int], int] | None:
+    if split not in seq["split"]:
+        return None
+    at = seq["split"].index(split)
+    return seq["items"][:at], seq["items"][at]

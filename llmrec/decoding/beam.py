@@ -6,7 +6,8 @@ pass. The search, the trie walk and the scores live here, in numpy, so the logic
 backend relies on runs (and is tested) on a CPU with the transformers backend as the engine.
 
 Scores are sums of raw model log-probabilities (the same numbers as the transformers backend's
-beam search), optionally divided by the answer length.
+beam search), plus the collaborative term when a request has one, optionally divided by the
+answer length.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ def beam_search(
     k: int,
     beams: int | None = None,
     length_normalize: bool = False,
+    bonuses: Sequence[np.ndarray | None] | None = None,
 ) -> list[list[tuple[int, float]]]:
-    """Top-``k`` items per request; ``node_masks[r]`` is request r's ``CatalogIndex.node_mask``."""
+    """Top-``k`` items per request; ``node_masks[r]`` is request r's ``CatalogIndex.node_mask``.
+
+    ``bonuses[r]`` (optional, per node: lambda times ``CatalogIndex.node_log_mass``) adds the
+    collaborative term ``bonus[child] - bonus[node]`` to each step, as the transformers backend's
+    ``TrieLogitsProcessor`` does.
+    """
+    bonuses = bonuses if bonuses is not None else [None] * len(node_masks)
     width = max(beams or k, k)
     n = len(node_masks)
     alive = [[_Beam([], 0, 0.0)] if node_masks[r][0] else [] for r in range(n)]
@@ -61,7 +69,10 @@ def beam_search(
         candidates: list[list[_Beam]] = [[] for _ in range(n)]
         for (r, _, tokens), beam, logprobs in zip(queries, owners, answers):
             nodes = index.step(np.full(len(tokens), beam.node), tokens)
-            for token, node, lp in zip(tokens.tolist(), nodes.tolist(), np.asarray(logprobs).tolist()):
+            gains = np.asarray(logprobs, dtype=np.float64)
+            if bonuses[r] is not None:
+                gains = gains + (bonuses[r][nodes] - bonuses[r][beam.node])
+            for token, node, lp in zip(tokens.tolist(), nodes.tolist(), gains.tolist()):
                 new = _Beam(beam.tokens + [token], node, beam.score + lp)
                 item = index.item_at(node)
                 if item >= 0:
@@ -72,7 +83,8 @@ def beam_search(
             candidates[r].sort(key=lambda b: -rank(b.score, len(b.tokens)))
             alive[r] = candidates[r][:width]
             finished = sorted(done[r], key=lambda d: -rank(d[1], d[2]))
-            # Raw log-probs only fall as an answer grows: once k answers beat every live beam, stop.
+            # Scores only fall as an answer grows (log-probs and log-mass ratios are <= 0): once k
+            # answers beat every live beam, stop.
             if not length_normalize and len(finished) >= k and alive[r] and finished[k - 1][1] >= alive[r][0].score:
                 alive[r] = []
     out = []

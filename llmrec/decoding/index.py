@@ -26,6 +26,8 @@ import numpy as np
 from llmrec.errors import LlmrecError
 
 PAD = -1
+# node_log_mass: log-weights more than this many nats under the best permitted item are raised to it
+MASS_FLOOR = 30.0
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,8 @@ class CatalogIndex:
             self.vocab, self.end_token,
         )  # fmt: skip
 
-    def node_mask(self, excluded: Sequence[int] = (), allowed: Sequence[int] | None = None) -> np.ndarray:
-        """Which trie nodes still lead to at least one permitted item.
-
-        Args:
-            excluded: Item positions (catalogue order) that must not be returned.
-            allowed: If given, only these item positions may be returned (e.g. candidates).
-        """
+    def _permitted(self, excluded: Sequence[int], allowed: Sequence[int] | None) -> np.ndarray:
+        """Which items a request permits, in the trie's sorted item order."""
         if allowed is None:
             ok = np.ones(len(self.item_ids), dtype=bool)
         else:
@@ -213,9 +210,46 @@ class CatalogIndex:
             ok[self.rank[np.asarray(allowed, dtype=np.int64)]] = True
         if len(excluded):
             ok[self.rank[np.asarray(excluded, dtype=np.int64)]] = False
-        counts = np.zeros(len(ok) + 1, dtype=np.int64)
-        np.cumsum(ok, out=counts[1:])
-        return counts[self.trie.hi] - counts[self.trie.lo] > 0
+        return ok
+
+    def _under(self, values: np.ndarray) -> np.ndarray:
+        """Per node, the sum of ``values`` (sorted item order) over the items under it: one prefix sum."""
+        sums = np.zeros(len(values) + 1, dtype=values.dtype)
+        np.cumsum(values, out=sums[1:])
+        return sums[self.trie.hi] - sums[self.trie.lo]
+
+    def node_mask(self, excluded: Sequence[int] = (), allowed: Sequence[int] | None = None) -> np.ndarray:
+        """Which trie nodes still lead to at least one permitted item.
+
+        Args:
+            excluded: Item positions (catalogue order) that must not be returned.
+            allowed: If given, only these item positions may be returned (e.g. candidates).
+        """
+        return self._under(self._permitted(excluded, allowed).astype(np.int64)) > 0
+
+    def node_log_mass(self, log_weights: np.ndarray, excluded: Sequence[int] = (),
+                      allowed: Sequence[int] | None = None) -> np.ndarray:  # fmt: skip
+        """log M(node): the log of a distribution's mass over the permitted items under each node.
+
+        ``log_weights`` (catalogue order) are the log-weights of the distribution (a collaborative
+        model's scores), normalised here over the permitted items, so the root's mass is 1 and a
+        leaf's is its item's probability among them. A node's mass is a difference of two prefix
+        sums, exact to a few 1e-16 of the total; weights more than ``MASS_FLOOR`` nats under the
+        best permitted item are raised to that floor, and no node's mass falls below its
+        permitted count times the floor weight, so every permitted node has a finite log-mass
+        (the smallest ones approximate). Nodes with no permitted item get -inf.
+        """
+        ok = self._permitted(excluded, allowed)
+        lw = np.asarray(log_weights, dtype=np.float64)[self.trie.order]
+        if not ok.any():
+            return np.full(self.trie.n_nodes, -np.inf)
+        lw = np.maximum(lw - lw[ok].max(), -MASS_FLOOR)
+        weights = np.where(ok, np.exp(lw), 0.0)
+        mass = self._under(weights / weights.sum())
+        # a node's mass is at least its permitted count times the smallest weight: exact, no rounding
+        least = self._under(ok.astype(np.float64)) * (np.exp(-MASS_FLOOR) / weights.sum())
+        with np.errstate(divide="ignore"):
+            return np.log(np.maximum(mass, least))
 
     def step(self, nodes: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """The node each (node, token) pair moves to; -1 where the token leaves the trie."""

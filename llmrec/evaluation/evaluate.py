@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec.collab import BASELINES, make, score_chunks, tune
 from llmrec.data import prepared
+from llmrec.data.prepared import history_and_target, sequences
 from llmrec.decoding.recommender import LoadOptions
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.baselines import BASELINES, make, score_chunks, tune
 from llmrec.evaluation.metrics import rank_from_scores, rank_in_list
 from llmrec.evaluation.report import write_evaluation
 from llmrec.files import atomic_dir, check_writable
@@ -89,22 +90,6 @@ def select_users(interactions: pd.DataFrame, split: str, n: int, seed: int, shar
     if n and n < len(users):
         users = sorted(np.random.default_rng(seed).choice(users, n, replace=False).tolist())
     return users[shard[0] :: shard[1]]
-
-
-def sequences(interactions: pd.DataFrame, position: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """Per user: item positions in order with their split."""
-    df = interactions.sort_values(["user_id", "seq"])
-    out = {}
-    for user, g in df.groupby(df["user_id"].astype(str), sort=False):
-        out[user] = {"items": [position[str(i)] for i in g["item_id"]], "split": g["split"].tolist()}
-    return out
-
-
-def history_and_target(seq: dict[str, Any], split: str) -> tuple[list[int], int] | None:
-    if split not in seq["split"]:
-        return None
-    at = seq["split"].index(split)
-    return seq["items"][:at], seq["items"][at]
 
 
 @dataclass

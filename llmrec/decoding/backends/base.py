@@ -19,11 +19,26 @@ class ItemSearch:
         prompt: The rendered prompt, ending where the answer starts.
         excluded: Catalogue positions never to return (e.g. the history).
         allowed: If given, the only catalogue positions to consider (e.g. candidates).
+        guide: Optional log-weights of a collaborative model over the catalogue (catalogue order).
+        guide_weight: lambda: a finished answer then scores ``log p_LLM(title) + lambda * log
+            p_CF(item)``, p_CF normalised over the permitted items (0: the LLM alone).
     """
 
     prompt: str
     excluded: Sequence[int] = ()
     allowed: Sequence[int] | None = None
+    guide: Any = None
+    guide_weight: float = 0.0
+
+    def bonus(self, index: CatalogIndex):
+        """lambda times the node log-masses of this request's guide (finite), or None without one."""
+        import numpy as np
+
+        if self.guide is None or not self.guide_weight:
+            return None
+        log_mass = index.node_log_mass(self.guide, self.excluded, self.allowed)
+        # nodes without permitted items are never stepped into: a finite stand-in keeps the sums NaN-free
+        return np.where(np.isfinite(log_mass), self.guide_weight * log_mass, -1e9)
 
 
 @runtime_checkable

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from llmrec.decoding.backends.base import ItemSearch
@@ -16,6 +17,16 @@ from llmrec.errors import LlmrecError
 DEFAULT_BATCH = 8  # prompts per forward pass
 # Beams per prompt at most, retries included: each holds a copy of the prompt's KV cache.
 MAX_BEAMS = 256
+
+
+def _bonus_tensor(requests: Sequence[ItemSearch], tensors: TrieTensors) -> torch.Tensor | None:
+    """(requests, nodes) collaborative bonus, zero for requests without a guide; None if none has one."""
+    rows = [r.bonus(tensors.index) for r in requests]
+    if all(row is None for row in rows):
+        return None
+    n_nodes = tensors.index.trie.n_nodes
+    return torch.as_tensor(np.stack([row if row is not None else np.zeros(n_nodes) for row in rows]),
+                           dtype=torch.float32, device=tensors.device)  # fmt: skip
 
 
 class HFBackend:
@@ -110,6 +121,7 @@ class HFBackend:
         tensors = self.tensors
         prompts = [r.prompt for r in requests]
         node_ok = tensors.masks([r.excluded for r in requests], [r.allowed for r in requests])
+        bonus = _bonus_tensor(requests, tensors)
         # no request can return more items than it permits: k and the beams are capped by that
         permitted = (node_ok & (tensors.leaf_item >= 0)).sum(dim=1).tolist()
         wanted = [min(k, n) for n in permitted]
@@ -123,20 +135,22 @@ class HFBackend:
         results: list[list[tuple[int, float]]] = []
         for start in range(0, len(prompts), self.batch_size):
             stop = min(start + self.batch_size, len(prompts))
-            results += self._beam(prompts[start:stop], tensors, node_ok[start:stop], width, k, length_normalize)
+            part = None if bonus is None else bonus[start:stop]
+            results += self._beam(prompts[start:stop], tensors, node_ok[start:stop], width, k, length_normalize, part)
         wider = min(2 * width, MAX_BEAMS, max(2, max(permitted)))
         for r, found in enumerate(results):
             if len(found) < wanted[r] and wider > width:
-                [results[r]] = self._beam([prompts[r]], tensors, node_ok[r : r + 1], wider, k, length_normalize)
+                part = None if bonus is None else bonus[r : r + 1]
+                [results[r]] = self._beam([prompts[r]], tensors, node_ok[r : r + 1], wider, k, length_normalize, part)
         return [found[:n] for found, n in zip(results, wanted)]
 
-    def _beam(self, prompts, tensors: TrieTensors, node_ok, beams: int, k: int, length_normalize: bool):
+    def _beam(self, prompts, tensors: TrieTensors, node_ok, beams: int, k: int, length_normalize: bool, bonus=None):
         """One constrained beam search over a batch; up to k distinct finished items per prompt."""
         from transformers import LogitsProcessorList
 
         batch = self._encode(list(prompts))
         prompt_length = batch["input_ids"].shape[1]
-        processor = TrieLogitsProcessor(tensors, node_ok, prompt_length, beams)
+        processor = TrieLogitsProcessor(tensors, node_ok, prompt_length, beams, bonus)
         out = self.model.generate(
             **batch,
             **{self._cache_arg: self._prefix_cache(batch, beams)},

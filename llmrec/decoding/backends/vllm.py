@@ -11,6 +11,8 @@ and tested on a CPU; this file only turns those into vLLM requests:
   token with ``logprob_token_ids`` = the trie's permitted next tokens (raw log-probs, the same
   scores as the transformers backend); for ``k == 1`` a single greedy ``generate`` with the
   V2-runner logits processor ``llmrec.decoding.backends.vllm_processor:TrieProcessor`` masking on the GPU;
+- a request with a collaborative guide: always llmrec's own beam search, which adds the guide's
+  term at each step from the same node log-masses as the transformers backend's logits processor;
 - yes/no: ``logprob_token_ids=[yes, no]``, then renormalised over the two;
 - adapters: ``LoRARequest`` with ``enable_lora`` and ``max_lora_rank`` from the adapter's rank.
 """
@@ -194,18 +196,22 @@ class VLLMBackend:
         for r, request in enumerate(requests):
             items = permitted_items(index, request.excluded, request.allowed)
             choices = choice_list(index, items)
-            if choices is None:
+            # a collaborative guide needs the score of every step: only the engine-agnostic search adds it
+            if choices is None or request.guide is not None and request.guide_weight:
                 large.append(r)
             else:
                 results[r] = self._choice_search(request.prompt, choices, items, k, beams, length_normalize)
-        if large and k == 1:
+        guided = any(requests[r].guide is not None and requests[r].guide_weight for r in large)
+        if large and k == 1 and not guided:
             found = self._greedy([prompts[r] for r in large], index, [requests[r].excluded for r in large],
                                  [requests[r].allowed for r in large])  # fmt: skip
             for r, items in zip(large, found):
                 results[r] = items
         elif large:
             masks = [index.node_mask(requests[r].excluded, requests[r].allowed) for r in large]
-            found = beam_search(self.step_fn([prompts[r] for r in large]), index, masks, k, beams, length_normalize)
+            bonuses = [requests[r].bonus(index) for r in large]
+            found = beam_search(self.step_fn([prompts[r] for r in large]), index, masks, k, beams, length_normalize,
+                                bonuses)  # fmt: skip
             for r, items in zip(large, found):
                 results[r] = items
         return results

@@ -1,4 +1,6 @@
-"""Classical baselines on the same split and users as llmrec: popularity, item-kNN and SASRec.
+"""Collaborative models: popularity, item-kNN and SASRec. They are the baselines of ``llmrec
+evaluate`` (fitted on the same split, scored on the same users) and, saved inside an adapter,
+the guide of llmrec's decoding (:mod:`llmrec.collab.guide`): one implementation for both.
 
 Each has ``fit(sequences, n_items)`` (per user, train item positions in time order) and
 ``score(histories) -> (users, n_items)`` scores, higher is better; the evaluator excludes the
@@ -13,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.evaluation.baselines.itemknn import ItemKNN
-from llmrec.evaluation.baselines.popularity import Popularity
+from llmrec.collab.itemknn import ItemKNN
+from llmrec.collab.popularity import Popularity
 from llmrec.evaluation.metrics import rank_from_scores, ranking_metrics
 
 BASELINES = ("popularity", "itemknn", "sasrec")
@@ -33,10 +35,22 @@ def make(name: str, **options):
     if name == "itemknn":
         return ItemKNN(**options)
     if name == "sasrec":
-        from llmrec.evaluation.baselines.sasrec import SASRec
+        from llmrec.collab.sasrec import SASRec
 
         return SASRec(**options)
     raise ValueError(f"unknown baseline '{name}'")
+
+
+def model_class(name: str):
+    """The class of a collaborative model by name (for loading a saved one)."""
+    if name == "sasrec":
+        from llmrec.collab.sasrec import SASRec
+
+        return SASRec
+    classes = {"popularity": Popularity, "itemknn": ItemKNN}
+    if name not in classes:
+        raise ValueError(f"unknown collaborative model '{name}'")
+    return classes[name]
 
 
 def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]]):
@@ -77,4 +91,4 @@ def ndcg10(model, pairs: list[tuple[list[int], int]]) -> float:
     return ranking_metrics(ranks, [10])["ndcg@10"]
 
 
-__all__ = ["BASELINES", "GRIDS", "ItemKNN", "Popularity", "make", "ndcg10", "score_chunks", "tune"]
+__all__ = ["BASELINES", "GRIDS", "ItemKNN", "Popularity", "make", "model_class", "ndcg10", "score_chunks", "tune"]

@@ -147,6 +147,26 @@ class SASRec:
         logits = torch.cat([positive, sampled], dim=1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long))
 
+    def log_scores(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-weights of a distribution over items: the logits (their softmax is the model's)."""
+        return self.score(histories)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        config = {**self.options, "n_items": self.net.items.num_embeddings - 1, "epochs_run": self.epochs_run,
+                  "loss": self.loss}  # fmt: skip
+        return config, {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> SASRec:
+        config = dict(config)
+        n_items, epochs_run, loss = config.pop("n_items"), config.pop("epochs_run", 0), config.pop("loss", "")
+        model = cls(**config)
+        model.net = _Net(n_items, **model.options)
+        model.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        model.net.eval()
+        model.epochs_run, model.loss = epochs_run, loss
+        return model
+
     @torch.no_grad()
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         self.net.eval()
@@ -155,5 +175,6 @@ class SASRec:
             seq, lengths = self._pad(histories[start : start + 256])
             seq = seq[:, : max(1, int(lengths.max()))]  # right padding: the columns past it are all padding
             last = self.net(seq)[torch.arange(len(seq)), (lengths - 1).clamp(min=0)]
-            out.append(self.net.logits(last).numpy())
+            # an empty history (every item unknown to the model) has no opinion: equal scores
+            out.append(self.net.logits(last).masked_fill((lengths == 0)[:, None], 0.0).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.net.items.num_embeddings - 1))

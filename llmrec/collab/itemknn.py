@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# added to summed similarities before the log (similarities are cosines, at most 1 each)
+SMOOTHING = 1e-4
+
 
 class ItemKNN:
     """Score(user, j) = sum over the user's last ``history`` items i of sim(i, j), keeping each
@@ -51,6 +54,27 @@ class ItemKNN:
             cols += list(h)
         x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(histories), self.sim.shape[0]))
         return np.asarray((x @ self.sim).todense())
+
+    def log_scores(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-weights of a distribution over items: summed similarities, smoothed by ``SMOOTHING``
+        so an item no history item is similar to keeps a small mass."""
+        return np.log(self.score(histories) + SMOOTHING)
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        sim = self.sim.tocsr()
+        config = {"neighbours": self.neighbours, "shrink": self.shrink, "history": self.history}
+        arrays = {"data": sim.data.astype(np.float32), "indices": sim.indices.astype(np.int32),
+                  "indptr": sim.indptr.astype(np.int64), "shape": np.asarray(sim.shape, dtype=np.int64)}  # fmt: skip
+        return config, arrays
+
+    @classmethod
+    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> ItemKNN:
+        from scipy import sparse
+
+        model = cls(**config)
+        shape = tuple(int(n) for n in arrays["shape"])
+        model.sim = sparse.csr_matrix((arrays["data"].astype(np.float64), arrays["indices"], arrays["indptr"]), shape=shape)
+        return model
 
 
 def _top_per_row(m, k: int):

@@ -29,3 +29,16 @@ class Popularity:
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         return np.tile(self.counts, (len(histories), 1))
+
+    def log_scores(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-weights of a distribution over items (count + 1: an unseen item is not impossible)."""
+        return np.log1p(self.score(histories))
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"recent": self.recent}, {"counts": self.counts.astype(np.float32)}
+
+    @classmethod
+    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> Popularity:
+        model = cls(**config)
+        model.counts = arrays["counts"].astype(np.float64)
+        return model

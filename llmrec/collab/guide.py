@@ -1,0 +1,130 @@
+"""The collaborative guide: a collaborative model trained with an adapter and saved inside it.
+
+``llmrec train`` fits one on the prepared train split (``--cf``; by default the candidate with the
+better valid NDCG@10) and writes it to ``ADAPTER/cf/``: ``config.json`` (model, settings, valid
+metrics) beside ``item_ids.json`` (the model's item order) and ``weights.safetensors``. The
+guide turns a history into log-weights over the *serving* catalogue (items added after training
+get the smallest weight the model gives any item), which decoding mixes with the LLM's
+probabilities (:mod:`llmrec.decoding.guide`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.errors import LlmrecError
+
+GUIDE_DIR = "cf"
+CONFIG = "config.json"
+ITEM_IDS = "item_ids.json"
+WEIGHTS = "weights.safetensors"
+# --cf choices; "auto" tunes these and keeps the better on valid NDCG@10
+CHOICES = ("auto", "sasrec", "itemknn", "popularity", "none")
+AUTO = ("sasrec", "itemknn")
+
+
+@dataclass
+class Guide:
+    """A fitted collaborative model with the item ids it was trained on."""
+
+    name: str
+    model: Any
+    item_ids: list[str]
+    report: dict[str, Any] = field(default_factory=dict)
+    _bound: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def save(self, adapter: Path) -> int:
+        """Write ``adapter/cf/``; returns the bytes written."""
+        from safetensors.numpy import save_file
+
+        folder = Path(adapter) / GUIDE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        config, arrays = self.model.state()
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS))
+        (folder / ITEM_IDS).write_text(json.dumps(self.item_ids))
+        (folder / CONFIG).write_text(json.dumps({"model": self.name, "config": config, **self.report}, indent=2) + "\n")
+        return sum(p.stat().st_size for p in folder.iterdir())
+
+    @classmethod
+    def load(cls, adapter: str | Path) -> Guide | None:
+        """The guide saved in ``adapter/cf/``; None when the adapter has none."""
+        from safetensors.numpy import load_file
+
+        from llmrec.collab import model_class
+
+        folder = Path(adapter) / GUIDE_DIR
+        if not (folder / CONFIG).is_file():
+            return None
+        try:
+            config = json.loads((folder / CONFIG).read_text())
+            item_ids = [str(i) for i in json.loads((folder / ITEM_IDS).read_text())]
+            arrays = load_file(str(folder / WEIGHTS))
+            model = model_class(config["model"]).from_state(config["config"], arrays)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LlmrecError(f"{folder}: unreadable collaborative model ({exc})") from None
+        report = {k: v for k, v in config.items() if k not in ("model", "config")}
+        return cls(config["model"], model, item_ids, report)
+
+    def _bind(self, catalogue_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(catalogue position -> model position or -1, catalogue positions the model knows)."""
+        if self._bound is None or self._bound[0] != len(catalogue_ids):
+            own = {item: i for i, item in enumerate(self.item_ids)}
+            to_model = np.fromiter((own.get(str(i), -1) for i in catalogue_ids), dtype=np.int64, count=len(catalogue_ids))
+            self._bound = (len(catalogue_ids), to_model, np.flatnonzero(to_model >= 0))
+        return self._bound[1], self._bound[2]
+
+    def log_scores(self, histories: Sequence[Sequence[int]], catalogue_ids: Sequence[str]) -> np.ndarray:
+        """(histories, catalogue items) log-weights; histories are catalogue positions, oldest first.
+
+        History items the model never saw are left out of its input; catalogue items it never
+        saw get the row's smallest weight, so they stay reachable.
+        """
+        to_model, known = self._bind(catalogue_ids)
+        inputs = [[int(to_model[i]) for i in h if 0 <= i < len(to_model) and to_model[i] >= 0] for h in histories]
+        scores = np.asarray(self.model.log_scores(inputs), dtype=np.float64)
+        out = np.repeat(scores.min(axis=1, keepdims=True), len(catalogue_ids), axis=1)
+        out[:, known] = scores[:, to_model[known]]
+        return out
+
+
+def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False) -> Guide | None:
+    """Fit the collaborative guide on a prepared folder's train split, tuned on its valid split.
+
+    ``choice`` is a model name, ``auto`` (each of ``AUTO``, the better valid NDCG@10 kept) or
+    ``none``. Test events are never read: the split column decides what is train and valid.
+    """
+    from tqdm.auto import tqdm
+
+    from llmrec.collab import tune
+    from llmrec.data import prepared
+
+    if choice not in CHOICES:
+        raise LlmrecError(f"--cf: unknown model '{choice}' (known: {', '.join(CHOICES)})")
+    if choice == "none":
+        return None
+    catalog, interactions, _ = prepared.read_tables(folder)
+    item_ids = catalog["item_id"].astype(str).tolist()
+    seqs = prepared.sequences(interactions[interactions["split"] != "test"], {i: n for n, i in enumerate(item_ids)})
+    train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
+    valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
+    if not valid:
+        raise LlmrecError(f"{folder}: no valid events to tune the collaborative model on")
+    began, tried = time.perf_counter(), {}
+    best = None
+    for name in tqdm(AUTO if choice == "auto" else (choice,), desc="collaborative model", disable=not progress):
+        model, chosen = tune(name, train, len(item_ids), valid)
+        tried[name] = chosen
+        if best is None or chosen["valid_ndcg@10"] > best[2]["valid_ndcg@10"]:
+            best = (name, model, chosen)
+    name, model, chosen = best
+    report = {"choice": choice, "valid_ndcg@10": chosen["valid_ndcg@10"], "setting": chosen["setting"],
+              "tried": tried, "train_users": len(train), "valid_users": len(valid),
+              "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
+    return Guide(name, model, item_ids, report)

@@ -1,0 +1,126 @@
+"""Collaborative-guided decoding: node log-masses from one prefix sum, the product of experts in
+both beam searches (transformers' and the engine-agnostic one vLLM uses), and the collaborative
+model saved inside an adapter. A toy Llama with the real tokenizer; the catalogue is the
+embedded ml-latest-small's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmrec.collab import make
+from llmrec.collab.guide import Guide, fit_guide
+from llmrec.data import prepared
+from llmrec.decoding.backends import ItemSearch
+from llmrec.decoding.index import CatalogIndex
+from llmrec.prompting.templates import PromptRenderer
+
+
+def prompt(renderer: PromptRenderer, titles: list[str]) -> str:
+    return renderer.chat("You recommend movies.", "Watched: " + "; ".join(titles) + ". Next?")
+
+
+def brute_log_mass(index: CatalogIndex, log_weights: np.ndarray, permitted: set[int]) -> np.ndarray:
+    """Per node, log of the normalised weight of the permitted items under it, item by item."""
+    keep = sorted(permitted)
+    p = np.exp(log_weights[keep] - log_weights[keep].max())
+    p = dict(zip(keep, p / p.sum()))
+    trie = index.trie
+    out = np.full(trie.n_nodes, -np.inf)
+    for node in range(trie.n_nodes):
+        mass = sum(p.get(int(item), 0.0) for item in trie.order[trie.lo[node] : trie.hi[node]])
+        out[node] = np.log(mass) if mass > 0 else -np.inf
+    return out
+
+
+def test_node_log_mass_is_the_permitted_mass_under_each_node(index):
+    rng = np.random.default_rng(0)
+    small = CatalogIndex(index.item_ids[:300], index.titles[:300], index.sequences[:300], index.vocab, index.end_token)
+    weights = rng.normal(0, 3, len(small))
+    excluded, allowed = [5, 17, 250], list(range(0, 300, 2)) + [17]
+    got = small.node_log_mass(weights, excluded, allowed)
+    expected = brute_log_mass(small, weights, set(allowed) - set(excluded))
+    assert np.array_equal(np.isfinite(got), np.isfinite(expected))
+    assert np.isfinite(got).sum() > 10
+    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], atol=1e-9)
+    assert got[0] == pytest.approx(0.0)  # the root holds every permitted item: mass 1
+    parents = small.trie.parent[1:]
+    assert np.all(got[1:][np.isfinite(got[1:])] <= got[parents][np.isfinite(got[1:])] + 1e-12)  # a child holds less
+    # a weight far under the best keeps a finite (floored) log-mass
+    weights[3] = -1e6
+    assert np.isfinite(small.node_log_mass(weights)[small.trie.leaf_item == 3]).all()
+
+
+def test_lambda_zero_is_the_llm_alone(backend, index, renderer):
+    prompts = [prompt(renderer, ["Heat (1995)"]), prompt(renderer, ["Casino (1995)", "Toy Story (1995)"])]
+    history = [[10, 11], [3]]
+    guide = np.random.default_rng(1).normal(0, 5, len(index))
+    alone = backend.top_items([ItemSearch(p, h) for p, h in zip(prompts, history)], 5)
+    zero = backend.top_items([ItemSearch(p, h, guide=guide, guide_weight=0.0) for p, h in zip(prompts, history)], 5)
+    assert zero == alone
+
+
+def test_a_large_lambda_gives_the_collaborative_top_k(backend, index, renderer):
+    """With lambda large the LLM's part vanishes: an exhaustive beam returns the guide's order."""
+    allowed = list(range(100, 160))
+    guide = np.random.default_rng(2).normal(0, 2, len(index))
+    request = ItemSearch(prompt(renderer, ["Heat (1995)"]), (120, 121), allowed, guide=guide, guide_weight=1e4)
+    [got] = backend.top_items([request], 6, beams=len(allowed))
+    permitted = [i for i in allowed if i not in (120, 121)]
+    assert [i for i, _ in got] == sorted(permitted, key=lambda i: -guide[i])[:6]
+
+
+def test_fused_scores_are_llm_plus_lambda_cf_in_both_searches(backend, index, renderer):
+    """A finished answer scores log p_LLM(title) + lambda log p_CF(item | permitted), in the
+    transformers search and in the engine-agnostic one, and both find the exact top-k when wide."""
+    from llmrec.decoding.beam import beam_search
+
+    text = prompt(renderer, ["Toy Story (1995)"])
+    allowed, lam = list(range(400, 430)), 0.7
+    guide = np.random.default_rng(3).normal(0, 2, len(index))
+    [forced] = backend.label_logprobs([text], [index.sequences[i] for i in allowed])
+    cf = guide[allowed] - np.log(np.exp(guide[allowed]).sum())
+    exact = sorted(zip(allowed, np.asarray(forced) + lam * cf), key=lambda p: -p[1])[:4]
+    request = ItemSearch(text, (), allowed, guide=guide, guide_weight=lam)
+    [theirs] = backend.top_items([request], 4, beams=len(allowed))
+    [ours] = beam_search(backend.step_fn([text]), index, [index.node_mask([], allowed)], 4, len(allowed),
+                         bonuses=[request.bonus(index)])  # fmt: skip
+    for got in (theirs, ours):
+        assert [i for i, _ in got] == [i for i, _ in exact]
+        assert [s for _, s in got] == pytest.approx([s for _, s in exact], abs=2e-3)
+
+
+@pytest.mark.parametrize("name", ["popularity", "itemknn", "sasrec"])
+def test_a_saved_guide_scores_like_the_fitted_model(name, tmp_path):
+    rng = np.random.default_rng(0)
+    sequences = [rng.choice(40, size=int(rng.integers(3, 12)), replace=False).tolist() for _ in range(60)]
+    options = {"sasrec": {"epochs": 2, "dim": 16}, "itemknn": {"neighbours": 10}}.get(name, {})
+    model = make(name, **options).fit(sequences, 40)
+    item_ids = [f"i{n}" for n in range(40)]
+    Guide(name, model, item_ids, {"valid_ndcg@10": 0.1}).save(tmp_path)
+    loaded = Guide.load(tmp_path)
+    assert loaded.name == name and loaded.report == {"valid_ndcg@10": 0.1}
+    histories = [[1, 2, 3], [39], []]
+    np.testing.assert_allclose(loaded.log_scores(histories, item_ids), model.log_scores(histories), rtol=1e-6, atol=1e-6)
+    # a catalogue with an item the model never saw: it gets the row's smallest weight
+    served = loaded.log_scores(histories, item_ids + ["new"])
+    assert served.shape == (3, 41) and np.array_equal(served[:, 40], served[:, :40].min(axis=1))
+
+
+def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
+    """The guide's choice, setting and weights depend on train and valid events only."""
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(prepared_small, changed)
+    catalog, interactions, _ = prepared.read_tables(changed)
+    test = interactions["split"] == "test"
+    items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
+    interactions.loc[test, "item_id"] = np.random.default_rng(0).choice(items, int(test.sum()))
+    interactions.to_parquet(changed / "interactions.parquet")
+    first, second = (fit_guide(folder, "itemknn") for folder in (prepared_small, changed))
+    assert json.dumps(first.report["setting"]) == json.dumps(second.report["setting"])
+    assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
+    assert (first.model.sim != second.model.sim).nnz == 0
