@@ -124,3 +124,54 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
     assert json.dumps(first.report["setting"]) == json.dumps(second.report["setting"])
     assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
     assert (first.model.sim != second.model.sim).nnz == 0
+
+
+@pytest.fixture(scope="module")
+def guided(toy_model, prepared_small):
+    """The toy model's Recommender with a popularity guide fitted on the train split."""
+    from llmrec.decoding.recommender import Recommender
+
+    rec = Recommender.load(str(toy_model), prepared_small, device="cpu")
+    _, interactions, _ = prepared.read_tables(prepared_small)
+    seqs = prepared.sequences(interactions[interactions["split"] == "train"], rec.position)
+    rec.guide = Guide("popularity", make("popularity").fit([v["items"] for v in seqs.values()], len(rec.item_ids)),
+                      rec.item_ids)  # fmt: skip
+    return rec
+
+
+def test_modes_of_a_recommender_with_a_guide(guided):
+    rec, history = guided, ["1", "2", "3"]
+    positions = rec.resolve(history)
+    counts = rec.guide.model.counts
+    cf = rec.recommend(history, 5, mode="cf")
+    best = [i for i in np.argsort(-counts, kind="stable") if i not in positions][:5]
+    assert [r.item_id for r in cf] == [rec.item_ids[i] for i in best]
+    # generate with lambda 0 is the LLM alone
+    assert [r.item_id for r in rec.recommend(history, 3, mode="generate", guide_weight=0.0)] == [
+        r.item_id for r in rec.recommend(history, 3, mode="llm")]
+    # rerank: the guide's top 8, each scored log p_LLM + lambda log p_CF
+    rec.fusion = {"mode": "rerank", "lambda": 0.5, "rerank_candidates": 8}
+    try:
+        assert rec.default_mode() == "rerank"
+        got = rec.recommend(history, 4)
+        cands = [rec.position[r.item_id] for r in rec.recommend(history, 8, mode="cf")]
+        prompt = rec._prompt("next_item", positions, {})
+        cf_lp = {rec.position[r.item_id]: r.score for r in rec.recommend(history, 8, mode="cf")}
+        fused = sorted(((c, s + 0.5 * cf_lp[c]) for c, s in zip(cands, rec.rerank_scores(prompt, cands))),
+                       key=lambda p: -p[1])[:4]  # fmt: skip
+        assert [rec.position[r.item_id] for r in got] == [c for c, _ in fused]
+        assert [r.score for r in got] == pytest.approx([s for _, s in fused], abs=1e-5)
+    finally:
+        rec.fusion = {}
+    assert rec.default_mode() == "llm"  # a guide without tuned fusion: the LLM alone
+
+
+def test_a_mode_that_needs_a_guide_says_so(toy_model, prepared_small):
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.errors import LlmrecError
+
+    rec = Recommender.load(str(toy_model), prepared_small, device="cpu")
+    with pytest.raises(LlmrecError, match="needs a collaborative model"):
+        rec.recommend(["1"], 3, mode="rerank")
+    with pytest.raises(LlmrecError, match="mode 'fused'"):
+        rec.recommend(["1"], 3, mode="fused")

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from llmrec.collab.guide import Guide
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
@@ -28,6 +30,9 @@ from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
 from llmrec.training.adapter import read_manifest, shipped_adapter_dir
 
 BACKENDS = ("hf", "vllm")
+MODES = ("llm", "cf", "generate", "rerank")
+# rerank: the collaborative model's top candidates the LLM rescores
+RERANK_CANDIDATES = 50
 # At most this many items per request: beam search keeps about 2k beams, each with its own copy
 # of the prompt's KV cache (~20 MB for SmolLM2-135M at 450 tokens), so k bounds the memory.
 MAX_K = 100
@@ -73,8 +78,11 @@ class Recommender:
     """Recommendations, yes/no probabilities, explanations and rankings from one model and catalogue."""
 
     def __init__(self, backend, catalog: pd.DataFrame, interactions: pd.DataFrame | None, info: dict[str, Any],
-                 adapter: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 adapter: dict[str, Any] | None = None, guide=None) -> None:  # fmt: skip
         self.backend = backend
+        # the collaborative model saved with the adapter (``cf/``) and the fusion tuned on valid
+        self.guide = guide
+        self.fusion: dict[str, Any] = dict((adapter or {}).get("fusion") or {})
         self.catalog = catalog.reset_index(drop=True)
         self.interactions = interactions
         self.info = info
@@ -128,7 +136,8 @@ class Recommender:
                 "model has never seen them", stacklevel=2,
             )  # fmt: skip
         engine = load_backend(backend, base, adapter_dir if adapter else None, device, batch_size)
-        return cls(engine, catalog, interactions, info, adapter)
+        guide = Guide.load(adapter_dir) if adapter else None
+        return cls(engine, catalog, interactions, info, adapter, guide)
 
     def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:
         """Make new items recommendable at once (cold start): no retraining, the index grows."""
@@ -199,24 +208,51 @@ class Recommender:
         return fitted[0]
 
     def recommend(self, history: Sequence[str | int], k: int = 10, explain: bool = False,
-                  exclude_history: bool = True, length_normalize: bool = False) -> list[Recommendation]:  # fmt: skip
+                  exclude_history: bool = True, length_normalize: bool = False, mode: str = "auto",
+                  guide_weight: float | None = None) -> list[Recommendation]:  # fmt: skip
         """The top-``k`` catalogue items to come next after ``history`` (ids or titles)."""
-        return self.recommend_many([history], k, explain, exclude_history, length_normalize)[0]
+        return self.recommend_many([history], k, explain, exclude_history, length_normalize, mode, guide_weight)[0]
+
+    def default_mode(self) -> str:
+        """What ``mode="auto"`` means for this model: the tuned fusion, else the LLM alone."""
+        return self.fusion.get("mode", "llm") if self.guide is not None else "llm"
 
     def recommend_many(self, histories: Sequence[Sequence[str | int]], k: int = 10, explain: bool = False,
-                       exclude_history: bool = True, length_normalize: bool = False) -> list[list[Recommendation]]:  # fmt: skip
+                       exclude_history: bool = True, length_normalize: bool = False, mode: str = "auto",
+                       guide_weight: float | None = None) -> list[list[Recommendation]]:  # fmt: skip
         """``recommend`` for a batch of histories.
 
+        ``mode``: ``llm`` (the LLM alone, constrained to the catalogue), ``cf`` (the adapter's
+        collaborative model alone), ``generate`` (constrained beam search scoring
+        ``log p_LLM(title) + lambda * log p_CF(item)``), ``rerank`` (the collaborative model's
+        top ``rerank_candidates`` rescored with the same sum), ``auto`` (the adapter's tuned
+        choice; ``llm`` without a collaborative model). ``guide_weight`` overrides the tuned lambda.
         At most ``min(k, MAX_K)`` items per history, and no more than the catalogue holds outside
         the history: a larger ``k`` returns what there is (see :func:`short_note`).
         """
         if k < 1:
             raise LlmrecError(f"k must be >= 1, got {k}")
         k = min(k, MAX_K)
+        mode = self.default_mode() if mode == "auto" else mode
+        if mode not in MODES:
+            raise LlmrecError(f"mode '{mode}': expected one of auto, {', '.join(MODES)}")
+        if mode != "llm" and self.guide is None:
+            raise LlmrecError(f"mode '{mode}' needs a collaborative model: this model has none (train with --cf)")
+        lam = float(self.fusion.get("lambda", 1.0) if guide_weight is None else guide_weight)
         positions = [self.resolve(h) for h in histories]
-        prompts = [self._prompt("next_item", h, {}) for h in positions]
-        requests = [ItemSearch(p, h if exclude_history else ()) for p, h in zip(prompts, positions)]
-        ranked = self.backend.top_items(requests, k, length_normalize)
+        excluded = [h if exclude_history else [] for h in positions]
+        prompts = [self._prompt("next_item", h, {}) for h in positions] if mode != "cf" else []
+        cf = self.guide.log_scores(positions, self.item_ids) if mode != "llm" else None
+        if mode == "cf":
+            ranked = [_top(_normalised(cf[r], ex), k) for r, ex in enumerate(excluded)]
+        elif mode == "rerank":
+            n = max(int(self.fusion.get("rerank_candidates", RERANK_CANDIDATES)), k)
+            ranked = [self._rerank(prompt, _normalised(cf[r], ex), lam, n, k) for r, (prompt, ex)
+                      in enumerate(zip(prompts, excluded))]  # fmt: skip
+        else:
+            requests = [ItemSearch(p, ex, guide=None if cf is None else cf[r], guide_weight=lam if mode == "generate" else 0.0)
+                        for r, (p, ex) in enumerate(zip(prompts, excluded))]  # fmt: skip
+            ranked = self.backend.top_items(requests, k, length_normalize)
         out = []
         for h, items in zip(positions, ranked):
             recs = [Recommendation(self.item_ids[i], self.titles[i], s) for i, s in items]
@@ -225,6 +261,18 @@ class Recommender:
                     rec.explanation, rec.grounded = text["text"], text["grounded"]
             out.append(recs)
         return out
+
+    def rerank_scores(self, prompt: str, items: Sequence[int]) -> list[float]:
+        """The LLM's log-probability of each item's answer after ``prompt`` (one shared prefill)."""
+        [row] = self.backend.label_logprobs([prompt], [self.index.sequences[i] for i in items])
+        return row
+
+    def _rerank(self, prompt: str, cf: np.ndarray, lam: float, n: int, k: int) -> list[tuple[int, float]]:
+        """The collaborative top ``n`` (``cf``: normalised log-probs, -inf where not permitted),
+        each scored ``log p_LLM(title) + lam * log p_CF(item)``; the best ``k``."""
+        candidates = [i for i, _ in _top(cf, n)]
+        llm = self.rerank_scores(prompt, candidates) if candidates else []
+        return _top_pairs([(i, s + lam * float(cf[i])) for i, s in zip(candidates, llm)], k)
 
     def short_note(self, asked: int, got: int) -> str | None:
         """Why fewer items than asked came back, or None when all did."""
@@ -300,3 +348,25 @@ class Recommender:
             [scored] = self.backend.top_items([ItemSearch(prompt, (), cands)], len(cands))
         scored.sort(key=lambda p: -p[1])
         return [Recommendation(self.item_ids[i], self.titles[i], float(s)) for i, s in scored]
+
+
+def _normalised(log_weights: np.ndarray, excluded: Sequence[int]) -> np.ndarray:
+    """Log-probabilities over the items outside ``excluded`` (-inf for those)."""
+    from scipy.special import logsumexp
+
+    out = np.asarray(log_weights, dtype=np.float64).copy()
+    out[list(excluded)] = -np.inf
+    if np.isfinite(out).any():
+        out -= logsumexp(out[np.isfinite(out)])
+    return out
+
+
+def _top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best finite scores as (position, score), best first (ties: lower position first)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    best = finite[np.argsort(-scores[finite], kind="stable")[:k]]
+    return [(int(i), float(scores[i])) for i in best]
+
+
+def _top_pairs(pairs: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    return sorted(pairs, key=lambda p: -p[1])[:k]

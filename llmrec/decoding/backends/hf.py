@@ -17,6 +17,8 @@ from llmrec.errors import LlmrecError
 DEFAULT_BATCH = 8  # prompts per forward pass
 # Beams per prompt at most, retries included: each holds a copy of the prompt's KV cache.
 MAX_BEAMS = 256
+# Continuations scored together on one prompt's shared KV cache (each holds a copy of it).
+CONTINUATION_BATCH = 32
 
 
 def _bonus_tensor(requests: Sequence[ItemSearch], tensors: TrieTensors) -> torch.Tensor | None:
@@ -212,17 +214,45 @@ class HFBackend:
 
     @torch.no_grad()
     def _sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Teacher-forced log-probability of each continuation after each prompt: the prompt is
+        run once, and its KV cache shared by the continuations, ``CONTINUATION_BATCH`` at a time."""
+        import copy
+
+        from transformers import DynamicCache
+
+        conts = [list(map(int, c)) for c in continuations]
         out = []
         for prompt in prompts:
-            row = []
-            for cont in continuations:
-                batch = self._encode([prompt])
-                n = batch["input_ids"].shape[1]
-                ids = torch.cat([batch["input_ids"], torch.as_tensor([list(cont)], device=self._device)], dim=1)
-                logits = self.model(input_ids=ids).logits[0, n - 1 : -1].float()
-                row.append(float(torch.log_softmax(logits, -1)[torch.arange(len(cont)), torch.as_tensor(cont)].sum()))
+            ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self._device)
+            cache = DynamicCache(config=self.model.config)
+            first = self.model(input_ids=ids, **{self._cache_arg: cache}, use_cache=True, **self._last_only)
+            first = torch.log_softmax(first.logits[0, -1].float(), -1)
+            row: list[float] = []
+            for start in range(0, len(conts), CONTINUATION_BATCH):
+                chunk = conts[start : start + CONTINUATION_BATCH]
+                row += self._continuations(ids.shape[1], first, copy.deepcopy(cache), chunk)
             out.append(row)
         return out
+
+    def _continuations(self, prompt_length: int, first: torch.Tensor, cache, chunk: list[list[int]]) -> list[float]:
+        """Summed log-probs of ``chunk`` after a prompt whose KV cache and next-token log-probs are given."""
+        width = max(len(c) for c in chunk)
+        total = first[torch.as_tensor([c[0] for c in chunk], device=self._device)]
+        if width == 1:
+            return total.tolist()
+        # right padding: a real token never attends to the padding after it
+        tokens = torch.full((len(chunk), width), self.pad_id, dtype=torch.long, device=self._device)
+        real = torch.zeros((len(chunk), width), dtype=torch.bool, device=self._device)
+        for i, c in enumerate(chunk):
+            tokens[i, : len(c)] = torch.as_tensor(c)
+            real[i, : len(c)] = True
+        cache.batch_repeat_interleave(len(chunk))
+        positions = torch.arange(prompt_length, prompt_length + width - 1, device=self._device).expand(len(chunk), -1)
+        mask = torch.ones((len(chunk), prompt_length + width - 1), dtype=torch.long, device=self._device)
+        logits = self.model(input_ids=tokens[:, :-1], attention_mask=mask, position_ids=positions,
+                            **{self._cache_arg: cache}, use_cache=True).logits.float()  # fmt: skip
+        picked = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+        return (total + picked.masked_fill(~real[:, 1:], 0.0).sum(-1)).tolist()
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 80) -> list[str]:
