@@ -175,3 +175,78 @@ def test_a_mode_that_needs_a_guide_says_so(toy_model, prepared_small):
         rec.recommend(["1"], 3, mode="rerank")
     with pytest.raises(LlmrecError, match="mode 'fused'"):
         rec.recommend(["1"], 3, mode="fused")
+
+
+@pytest.fixture(scope="module")
+def fused_adapter(prepared_small, toy_model, tmp_path_factory):
+    """A toy adapter with an item-kNN guide, its fusion tuned on the valid split."""
+    from llmrec.evaluation.tune import TuneOptions, tune
+    from llmrec.training.recipe import load_recipe
+    from llmrec.training.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("fused") / "adapter"
+    recipe = load_recipe("quick").replace(base=str(toy_model), max_steps=1, batch_size=2, max_eval_samples=2)
+    train(TrainOptions(prepared_small, out, recipe, progress=False))
+    fusion = tune(TuneOptions(model=out, data=str(prepared_small), device="cpu", users=12, candidates=10,
+                              lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
+    return out, fusion
+
+
+def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
+    from llmrec.decoding.recommender import Recommender
+
+    out, fusion = fused_adapter
+    assert fusion["mode"] == "rerank" and fusion["lambda"] in (0.0, 0.5, 100.0)
+    table = fusion["valid"]["by_lambda"]
+    assert set(table) == {"0", "0.5", "100"} and fusion["valid"]["users"] == 12
+    assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in table.values())
+    assert set(fusion["yes_no"]) >= {"a", "b", "c", "valid"} and fusion["yes_no"]["valid"]["samples"] > 10
+    rec = Recommender.load(out, prepared_small, device="cpu")
+    assert rec.default_mode() == "rerank" and rec.fusion["lambda"] == fusion["lambda"]
+    # predict fuses too: the same request, with and without the tuned yes/no weights
+    fused = rec.predict_yes_no(["1", "2"], "3")
+    weights = rec.fusion.pop("yes_no")
+    assert fused != rec.predict_yes_no(["1", "2"], "3") and 0.0 < fused < 1.0
+    rec.fusion["yes_no"] = weights
+
+
+def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
+    """The same adapter tuned on a copy of the data whose test events were replaced: same fusion."""
+    import shutil
+
+    from llmrec.evaluation.tune import TuneOptions, tune
+
+    out, fusion = fused_adapter
+    changed = tmp_path / "changed"
+    shutil.copytree(prepared_small, changed)
+    catalog, interactions, _ = prepared.read_tables(changed)
+    test = interactions["split"] == "test"
+    items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
+    interactions.loc[test, "item_id"] = np.random.default_rng(1).choice(items, int(test.sum()))
+    interactions.to_parquet(changed / "interactions.parquet")
+    copy = tmp_path / "adapter"
+    shutil.copytree(out, copy)
+    again = tune(TuneOptions(model=copy, data=str(changed), device="cpu", users=12, candidates=10,
+                             lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
+    for key in ("lambda", "mode", "rerank_candidates"):
+        assert again[key] == fusion[key]
+    assert again["valid"]["by_lambda"] == fusion["valid"]["by_lambda"]
+    assert {k: again["yes_no"][k] for k in "abc"} == pytest.approx({k: fusion["yes_no"][k] for k in "abc"}, abs=1e-9)
+
+
+def test_evaluate_reports_each_part_and_the_bootstrap_difference(fused_adapter, prepared_small, tmp_path):
+    from llmrec.evaluation.evaluate import EvaluateOptions, evaluate
+
+    out, _ = fused_adapter
+    report = evaluate(EvaluateOptions(model=str(out), data=str(prepared_small), device="cpu", out=tmp_path / "e",
+                                      users=8, k=[10], baselines=["popularity"], explain_users=0,
+                                      progress=False))  # fmt: skip
+    systems = report["systems"]
+    assert {"llmrec", "llmrec-llm", "llmrec-cf", "popularity"} <= set(systems)
+    assert systems["llmrec"]["users"] == systems["llmrec-cf"]["users"] == 8
+    assert {"auc", "ece"} <= set(systems["llmrec"]) and "auc" in systems["llmrec-cf"]
+    compared = report["comparisons"]["llmrec - popularity"]
+    assert compared["users"] == 8
+    low, high = compared["ndcg@10"]["ci95"]
+    assert low <= compared["ndcg@10"]["difference"] <= high
+    assert "paired bootstrap" in (tmp_path / "e" / "report.md").read_text()

@@ -69,6 +69,9 @@ def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small
     assert servability_problems(json.loads((out / "adapter_config.json").read_text())) == []
     assert load_recipe(out / "recipe.yaml") == toy_recipe(toy_model)
     assert "## Valid-split metrics" in (out / "README.md").read_text()
+    # the collaborative model of the quick recipe, fitted on the train split and saved beside the LoRA weights
+    assert manifest["cf"]["model"] == "itemknn" and manifest["cf"]["bytes"] > 0
+    assert (out / "cf" / "config.json").is_file() and "## Collaborative model" in (out / "README.md").read_text()
     assert leftovers(tmp_path) == []  # no temporary folder, checkpoints removed after success
 
 
@@ -78,7 +81,8 @@ def test_the_recommender_renders_prompts_as_the_adapter_learned(prepared_small: 
     out = tmp_path / "adapter"
     manifest = train(TrainOptions(prepared_small, out, toy_recipe(toy_model, max_steps=1), progress=False))
     data = json.loads((prepared_small / "manifest.json").read_text())
-    assert Recommender.load(out, prepared_small, device="cpu").max_history == data["samples"]["max_history"]
+    first = Recommender.load(out, prepared_small, device="cpu")
+    assert first.max_history == data["samples"]["max_history"] and first.guide.name == "itemknn"
     manifest["data"]["prompts"]["max_history"] = 3  # as if trained on data prepared with --max-history 3
     (out / "llmrec_adapter.json").write_text(json.dumps(manifest))
     rec = Recommender.load(out, prepared_small, device="cpu")

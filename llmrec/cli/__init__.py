@@ -23,11 +23,12 @@ from llmrec.cli import (
     quickstart,
     recommend,
     train,
+    tune,
 )
 from llmrec.environment import silence_known_deprecations
 from llmrec.errors import LlmrecError, LlmrecWarning
 
-COMMANDS = (prepare, train, recommend, predict, evaluate, export, quickstart, env)
+COMMANDS = (prepare, train, tune, recommend, predict, evaluate, export, quickstart, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,13 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", help=_recipe_help("base"))
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="train only these tasks (weights from the recipe, else 1)")
     p.add_argument("--max-steps", type=int, help=_recipe_help("max_steps"))
+    p.add_argument("--cf", choices=("auto", "sasrec", "itemknn", "popularity", "none"), help=_recipe_help("cf"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe key, e.g. --set lora_r=16 --set learning_rate=1e-4")  # fmt: skip
     p.set_defaults(run=run)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The recipe after applying --recipe, --set, --base, --tasks and --max-steps, in that order."""
+    """The recipe after applying --recipe, --set, --base, --tasks, --max-steps and --cf, in that order."""
     from llmrec.training.recipe import load_recipe, parse_override
 
     recipe = load_recipe(args.recipe or "quick")
@@ -50,6 +51,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         changes["tasks"] = {t: weights.get(t, 1.0) for t in args.tasks}
     if args.max_steps is not None:
         changes["max_steps"] = args.max_steps
+    if args.cf is not None:
+        changes["cf"] = args.cf
     return recipe.replace(**changes) if changes else recipe
 
 

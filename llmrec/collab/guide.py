@@ -128,3 +128,45 @@ def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False) 
               "tried": tried, "train_users": len(train), "valid_users": len(valid),
               "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
     return Guide(name, model, item_ids, report)
+
+
+# log p_CF below this is taken as this where it feeds a fusion (a repeat of a history item has -inf)
+CF_FLOOR = -50.0
+
+
+def normalised(log_weights: np.ndarray, excluded: Sequence[int]) -> np.ndarray:
+    """Log-probabilities over the items outside ``excluded`` (-inf for those)."""
+    from scipy.special import logsumexp
+
+    out = np.asarray(log_weights, dtype=np.float64).copy()
+    out[list(excluded)] = -np.inf
+    if np.isfinite(out).any():
+        out -= logsumexp(out[np.isfinite(out)])
+    return out
+
+
+def top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best finite scores as (position, score), best first (ties: lower position first)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    best = finite[np.argsort(-scores[finite], kind="stable")[:k]]
+    return [(int(i), float(scores[i])) for i in best]
+
+
+def target_log_probs(guide: Guide, histories: Sequence[Sequence[int]], targets: Sequence[int],
+                     catalogue_ids: Sequence[str]) -> np.ndarray:  # fmt: skip
+    """log p_CF(target | history), normalised over the items outside the history (floored)."""
+    out = np.empty(len(targets))
+    for n, (history, target) in enumerate(zip(histories, targets)):
+        out[n] = normalised(guide.log_scores([history], catalogue_ids)[0], history)[target]
+    return np.maximum(out, CF_FLOOR)
+
+
+def fused_yes(p_llm, s_cf, weights: dict[str, float]) -> np.ndarray:
+    """p(yes) of the yes/no fusion: sigmoid(a * logit p_LLM + b * log p_CF(target) + c)."""
+    z = weights["a"] * logit(np.asarray(p_llm)) + weights["b"] * np.asarray(s_cf) + weights["c"]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)

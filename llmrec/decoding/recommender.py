@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec.collab.guide import Guide
+from llmrec.collab.guide import Guide, fused_yes, normalised, target_log_probs, top
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
@@ -244,10 +244,10 @@ class Recommender:
         prompts = [self._prompt("next_item", h, {}) for h in positions] if mode != "cf" else []
         cf = self.guide.log_scores(positions, self.item_ids) if mode != "llm" else None
         if mode == "cf":
-            ranked = [_top(_normalised(cf[r], ex), k) for r, ex in enumerate(excluded)]
+            ranked = [top(normalised(cf[r], ex), k) for r, ex in enumerate(excluded)]
         elif mode == "rerank":
             n = max(int(self.fusion.get("rerank_candidates", RERANK_CANDIDATES)), k)
-            ranked = [self._rerank(prompt, _normalised(cf[r], ex), lam, n, k) for r, (prompt, ex)
+            ranked = [self._rerank(prompt, normalised(cf[r], ex), lam, n, k) for r, (prompt, ex)
                       in enumerate(zip(prompts, excluded))]  # fmt: skip
         else:
             requests = [ItemSearch(p, ex, guide=None if cf is None else cf[r], guide_weight=lam if mode == "generate" else 0.0)
@@ -270,7 +270,7 @@ class Recommender:
     def _rerank(self, prompt: str, cf: np.ndarray, lam: float, n: int, k: int) -> list[tuple[int, float]]:
         """The collaborative top ``n`` (``cf``: normalised log-probs, -inf where not permitted),
         each scored ``log p_LLM(title) + lam * log p_CF(item)``; the best ``k``."""
-        candidates = [i for i, _ in _top(cf, n)]
+        candidates = [i for i, _ in top(cf, n)]
         llm = self.rerank_scores(prompt, candidates) if candidates else []
         return _top_pairs([(i, s + lam * float(cf[i])) for i, s in zip(candidates, llm)], k)
 
@@ -284,12 +284,13 @@ class Recommender:
 
     def predict_yes_no(self, history: Sequence[str | int], item: str | int,
                        disliked: Sequence[str | int] = ()) -> float:  # fmt: skip
-        """p(the user likes ``item``), renormalised over the template's Yes and No answers."""
+        """p(the user likes ``item``): the LLM's, renormalised over the template's Yes and No
+        answers, fused with the collaborative model when the adapter has a tuned yes/no fusion."""
         return self.predict_yes_no_many([(history, item, disliked)])[0]
 
     def predict_yes_no_many(self, requests: Sequence[tuple[Sequence, str | int, Sequence]]) -> list[float]:
         """``predict_yes_no`` for a batch of (history, item, disliked) requests."""
-        prompts = []
+        prompts, seen, targets = [], [], []
         for history, item, disliked in requests:
             liked, bad, [target] = self.resolve(history), self.resolve(disliked), self.resolve([item])
             events = [(i, True) for i in liked] + [(i, False) for i in bad]
@@ -304,7 +305,13 @@ class Recommender:
             if fitted is None:
                 raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
             prompts.append(fitted[0])
-        return self.p_yes(prompts)
+            seen.append(liked + bad)
+            targets.append(target)
+        p = self.p_yes(prompts)
+        if self.guide is None or not (weights := self.fusion.get("yes_no")):
+            return p
+        # the tuned fusion: the collaborative model reads the liked, then the disliked items
+        return fused_yes(p, target_log_probs(self.guide, seen, targets, self.item_ids), weights).tolist()
 
     def p_yes(self, prompts: Sequence[str]) -> list[float]:
         """p(yes) for rendered yes/no prompts (e.g. a prepared split's), renormalised over Yes and No."""
@@ -348,24 +355,6 @@ class Recommender:
             [scored] = self.backend.top_items([ItemSearch(prompt, (), cands)], len(cands))
         scored.sort(key=lambda p: -p[1])
         return [Recommendation(self.item_ids[i], self.titles[i], float(s)) for i, s in scored]
-
-
-def _normalised(log_weights: np.ndarray, excluded: Sequence[int]) -> np.ndarray:
-    """Log-probabilities over the items outside ``excluded`` (-inf for those)."""
-    from scipy.special import logsumexp
-
-    out = np.asarray(log_weights, dtype=np.float64).copy()
-    out[list(excluded)] = -np.inf
-    if np.isfinite(out).any():
-        out -= logsumexp(out[np.isfinite(out)])
-    return out
-
-
-def _top(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` best finite scores as (position, score), best first (ties: lower position first)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    best = finite[np.argsort(-scores[finite], kind="stable")[:k]]
-    return [(int(i), float(scores[i])) for i in best]
 
 
 def _top_pairs(pairs: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:

@@ -46,6 +46,9 @@ class EvaluateOptions(LoadOptions):
                                   help="comma-separated: popularity,itemknn,sasrec (empty: none)")  # fmt: skip
     shard: tuple[int, int] = option((0, 1), "evaluate part i/n of the users (merge with evaluate-merge)",
                                     parse=lambda text: parse_shard(text), metavar="I/N")  # fmt: skip
+    variants: list[str] = option(default_factory=lambda: ["llm", "cf"], parse=parse_list,
+                                 help="with an adapter that has a collaborative model, also score these decoding "
+                                      "modes as llmrec-MODE: llm, cf, generate, rerank (empty: none)")  # fmt: skip
     explain_users: int = option(10, "users whose top item is explained (groundedness)")
     seed: int = option(0, "seed of the user sample")
     # batching gains ~10% on a CPU, for 4x the memory
@@ -61,6 +64,9 @@ class EvaluateOptions(LoadOptions):
         for task in self.tasks:
             if task not in EVAL_TASKS:
                 raise LlmrecError(f"--tasks: unknown task '{task}' (known: {', '.join(EVAL_TASKS)})")
+        for mode in self.variants:
+            if mode not in ("llm", "cf", "generate", "rerank"):
+                raise LlmrecError(f"--variants: unknown mode '{mode}' (known: llm, cf, generate, rerank)")
         for name in self.baselines:
             if name not in BASELINES:
                 raise LlmrecError(f"--baselines: unknown baseline '{name}' (known: {', '.join(BASELINES)})")
@@ -146,26 +152,38 @@ def _ranking_record(system: str, user: str, items: list[int], split: _Split, ran
     }  # fmt: skip
 
 
+def llm_systems(rec, variants: list[str]) -> dict[str, str]:
+    """System name -> decoding mode: ``llmrec`` is what ``recommend`` gives by default (the tuned
+    fusion when the adapter has one); ``llmrec-MODE`` each other mode asked for that applies."""
+    default = rec.default_mode()
+    systems = {"llmrec": default}
+    if rec.guide is not None:
+        systems.update({f"llmrec-{mode}": mode for mode in variants if mode != default})
+    return systems
+
+
 def _llm_next_item(rec, split: _Split, options: EvaluateOptions) -> list[dict[str, Any]]:
-    """llmrec's top-K for every evaluated user, and explanations of the top item for the first few."""
+    """llmrec's top-K for every evaluated user (each decoding mode evaluated), and explanations of
+    the default mode's top item for the first few."""
     from tqdm.auto import tqdm
 
     records, kmax, batch = [], max(options.k), _batch_size(options)
     # batches of users with similar history lengths: similar prompt lengths, little padding
     order = sorted(split.pairs, key=lambda u: min(len(split.pairs[u][0]), rec.max_history)) if batch > 1 else list(split.pairs)
-    for start in tqdm(range(0, len(order), batch), desc="llmrec next_item", disable=not options.progress):
-        chunk = order[start : start + batch]
-        began = time.perf_counter()
-        out = rec.recommend_many([[rec.item_ids[i] for i in split.pairs[u][0]] for u in chunk], kmax)
-        per_user = (time.perf_counter() - began) / len(chunk)
-        for u, recs in zip(chunk, out):
-            items = [rec.position[r.item_id] for r in recs]
-            rank = rank_in_list(items, [r.score for r in recs], split.pairs[u][1])
-            records.append(_ranking_record("llmrec", u, items, split, rank, per_user))
+    for system, mode in llm_systems(rec, options.variants).items():
+        for start in tqdm(range(0, len(order), batch), desc=f"{system} next_item", disable=not options.progress):
+            chunk = order[start : start + batch]
+            began = time.perf_counter()
+            out = rec.recommend_many([[rec.item_ids[i] for i in split.pairs[u][0]] for u in chunk], kmax, mode=mode)
+            per_user = (time.perf_counter() - began) / len(chunk)
+            for u, recs in zip(chunk, out):
+                items = [rec.position[r.item_id] for r in recs]
+                rank = rank_in_list(items, [r.score for r in recs], split.pairs[u][1])
+                records.append(_ranking_record(system, u, items, split, rank, per_user))
     # the first explain_users of the whole selection, so shards explain the same users as one run
     everyone = select_users(split.interactions, options.split, options.users, options.seed, (0, 1))
     explain = set(everyone[: options.explain_users])
-    for top in [r for r in list(records) if r["user"] in explain and r["items"]]:
+    for top in [r for r in list(records) if r["system"] == "llmrec" and r["user"] in explain and r["items"]]:
         u = top["user"]
         e = rec.explain([rec.item_ids[i] for i in split.pairs[u][0]], top["items"][0])
         records.append({"system": "llmrec", "task": "explain", "user": u, "item": top["items"][0],
@@ -235,7 +253,7 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     if rec is not None:
         _check_templates(rec, split.manifest, samples)
     if rec is not None and "yes_no" in samples:
-        _llm_yes_no(rec, samples["yes_no"], records)
+        _llm_yes_no(rec, samples["yes_no"], records, split, options.variants)
     if rec is not None and "rank" in samples:
         _llm_rank(rec, samples["rank"], records)
     tuning = {}
@@ -284,10 +302,26 @@ def _check_templates(rec, manifest: dict[str, Any], samples: dict[str, list]) ->
                       "on the prompts it learned", LlmrecWarning, stacklevel=3)  # fmt: skip
 
 
-def _llm_yes_no(rec, rows, records) -> None:
-    for r, p in zip(rows, rec.p_yes([r["prompt"] for r in rows])):
-        records.append({"system": "llmrec", "task": "yes_no", "user": r["user"], "item": r["item"],
-                        "label": r["label"], "score": p, "probability": True})  # fmt: skip
+def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
+    """p(yes) of the prepared prompts; with a tuned yes/no fusion, ``llmrec`` is the fused
+    probability and ``llmrec-llm`` / ``llmrec-cf`` its parts (when asked for)."""
+    from llmrec.collab.guide import fused_yes, target_log_probs
+
+    p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
+    weights = rec.fusion.get("yes_no") if rec.guide is not None else None
+    systems: dict[str, tuple[np.ndarray, bool]] = {"llmrec": (p_llm, True)}
+    if weights:
+        s_cf = target_log_probs(rec.guide, [split.pairs[r["user"]][0] for r in rows], [r["pos"] for r in rows],
+                                rec.item_ids)  # fmt: skip
+        systems = {"llmrec": (fused_yes(p_llm, s_cf, weights), True)}
+        if "llm" in variants:
+            systems["llmrec-llm"] = (p_llm, True)
+        if "cf" in variants:
+            systems["llmrec-cf"] = (s_cf, False)  # a log-probability: ranking quality only
+    for system, (scores, probability) in systems.items():
+        for r, p in zip(rows, scores.tolist()):
+            records.append({"system": system, "task": "yes_no", "user": r["user"], "item": r["item"],
+                            "label": r["label"], "score": p, "probability": probability})  # fmt: skip
 
 
 def _llm_rank(rec, rows, records) -> None:

@@ -65,6 +65,53 @@ def system_metrics(records: list[dict[str, Any]], ks: list[int], n_items: int) -
     return out
 
 
+BOOTSTRAP_SAMPLES = 2000
+
+
+def _per_user_gain(rank: float, k: int) -> tuple[float, float]:
+    """(NDCG@k, HR@k) of one user from the target's 1-based rank (inf: not returned)."""
+    hit = rank <= k
+    return (1.0 / math.log2(rank + 1) if hit else 0.0), float(hit)
+
+
+def paired_bootstrap(records: list[dict[str, Any]], system: str, against: str, k: int = 10,
+                     samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any] | None:  # fmt: skip
+    """Mean difference (``system`` - ``against``) of NDCG@k and HR@k over the users both scored,
+    with a 95% paired bootstrap interval (users resampled with replacement, ``samples`` times)."""
+    ranks: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in records:
+        if r["task"] == "next_item" and r["system"] in (system, against):
+            ranks[r["system"]][r["user"]] = _rank(r["rank"])
+    users = sorted(set(ranks[system]) & set(ranks[against]))
+    if not users:
+        return None
+    diff = np.array([[a - b for a, b in zip(_per_user_gain(ranks[system][u], k), _per_user_gain(ranks[against][u], k))]
+                     for u in users])  # fmt: skip
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(users), size=(samples, len(users)))].mean(axis=1)
+    out: dict[str, Any] = {"users": len(users), "resamples": samples}
+    for j, name in enumerate((f"ndcg@{k}", f"hr@{k}")):
+        lo, hi = np.percentile(means[:, j], [2.5, 97.5])
+        out[name] = {"difference": float(diff[:, j].mean()), "ci95": [float(lo), float(hi)]}
+    return out
+
+
+def comparisons(records: list[dict[str, Any]], systems: dict[str, dict[str, Any]], k: int = 10) -> dict[str, Any]:
+    """llmrec against the best baseline by NDCG@k on this split (paired bootstrap intervals).
+
+    The best baseline is picked on the same users it is compared on, which favours the baseline.
+    """
+    baselines = [n for n in systems if not n.startswith("llmrec") and f"ndcg@{k}" in systems[n]]
+    if "llmrec" not in systems or f"ndcg@{k}" not in systems["llmrec"] or not baselines:
+        return {}
+    best = max(baselines, key=lambda n: systems[n][f"ndcg@{k}"])
+    out = {}
+    for name in [n for n in systems if n.startswith("llmrec") and f"ndcg@{k}" in systems[n]]:
+        if (result := paired_bootstrap(records, name, best, k)) is not None:
+            out[f"{name} - {best}"] = result
+    return out
+
+
 def is_evaluation(folder: Path) -> bool:
     """Whether ``folder`` was written by ``llmrec evaluate`` (or ``evaluate-merge``)."""
     return (Path(folder) / PREDICTIONS).is_file()
@@ -96,7 +143,8 @@ def write_report(folder: Path, records: list[dict[str, Any]], config: dict[str, 
     """Write report.json, report.md and the plots into ``folder`` (already a temporary folder)."""
     ks = config["k"]
     systems = system_metrics(records, ks, config["catalogue_items"])
-    report = {"systems": systems, "config": config, "data_manifest": data_manifest}
+    report = {"systems": systems, "comparisons": comparisons(records, systems), "config": config,
+              "data_manifest": data_manifest}  # fmt: skip
     (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=float) + "\n")
     (folder / "report.md").write_text(markdown(report))
     plots(folder, report, records)
@@ -134,6 +182,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "| system | " + " | ".join(extra) + " |", "|---|" + "---:|" * len(extra)]
         for name, m in systems.items():
             lines.append(f"| {name} | " + " | ".join(_cell(m.get(k, "")) for k in extra) + " |")
+    if compared := report.get("comparisons"):
+        lines += ["", "Differences against the best baseline (paired bootstrap over users, 95% interval):", "",
+                  "| comparison | users | NDCG@10 difference [95% CI] | HR@10 difference [95% CI] |", "|---|---:|---|---|"]
+        for name, c in compared.items():
+            cells = [f"{c[m]['difference']:+.4f} [{c[m]['ci95'][0]:+.4f}, {c[m]['ci95'][1]:+.4f}]"
+                     for m in ("ndcg@10", "hr@10")]  # fmt: skip
+            lines.append(f"| {name} | {c['users']:,} | {cells[0]} | {cells[1]} |")
     if tuning := cfg.get("tuning"):
         lines += ["", "Baseline settings chosen on the valid split:", ""]
         lines += [f"- {name}: {json.dumps(t)}" for name, t in tuning.items()]

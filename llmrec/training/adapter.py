@@ -92,6 +92,15 @@ def model_card(manifest: dict[str, Any]) -> str:
     ]
     for task, m in manifest["metrics"]["valid"].items():
         lines.append(f"| {task} | {m['samples']} | {_fmt(m['loss'])} | {_fmt(m['mean_token_accuracy'])} |")
+    if cf := manifest.get("cf"):
+        lines += [
+            "",
+            "## Collaborative model (`cf/`)",
+            "",
+            f"- {cf['model']} ({cf['choice']} choice), fitted on the train split, setting {cf['setting']}: "
+            f"valid NDCG@10 {_fmt(cf['valid_ndcg@10'])} over {cf['valid_users']:,} users",
+            "- decoding fuses it with the LLM once `llmrec tune` has chosen the weights on the valid split",
+        ]
     lines += [
         "",
         "## Training run",

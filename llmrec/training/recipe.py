@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from llmrec.collab.guide import CHOICES as CF_CHOICES
 from llmrec.errors import LlmrecError
 from llmrec.prompting.templates import TASKS
 
@@ -77,6 +78,9 @@ class Recipe:
     early_stopping_patience: int = field(
         default=0, metadata=_help("stop after N evaluations without a better valid loss; 0 = off (needs eval_steps)")
     )
+    cf: str = field(default="auto", metadata=_help(
+        "collaborative model fitted on the train split and saved in the adapter (cf/): auto (the better of sasrec "
+        "and itemknn on valid NDCG@10), sasrec, itemknn, popularity, none"))  # fmt: skip
     logging_steps: int = field(default=10, metadata=_help("log loss every N steps"))
     seed: int = field(default=0, metadata=_help("seed of sampling, shuffling and LoRA init"))
 
@@ -92,6 +96,8 @@ class Recipe:
                 raise LlmrecError(f"tasks: unknown task '{task}' (known: {', '.join(TASKS)})")
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 raise LlmrecError(f"tasks.{task}: weight must be a number > 0, got {weight!r}")
+        if self.cf not in CF_CHOICES:
+            raise LlmrecError(f"cf={self.cf!r}: expected one of {', '.join(CF_CHOICES)}")
         if self.lora_r not in VLLM_LORA_RANKS:
             raise LlmrecError(
                 f"lora_r={self.lora_r}: vLLM serves LoRA ranks {', '.join(map(str, VLLM_LORA_RANKS))} only"

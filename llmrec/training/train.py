@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from llmrec import __version__
+from llmrec.collab.guide import fit_guide
 from llmrec.data import prepared
 from llmrec.errors import LlmrecError
 from llmrec.files import atomic_dir, sha256_file
@@ -42,7 +43,7 @@ RUN_FILE = "llmrec_run.json"
 PROMPT_SETTINGS = ("max_history", "max_length")
 # A resumed run must train the same thing; these may change between a kill and --resume.
 _RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
-                      "early_stopping_patience", "max_eval_samples", "description", "name"}
+                      "early_stopping_patience", "max_eval_samples", "description", "name", "cf"}
 
 
 @dataclass
@@ -361,14 +362,19 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     manifest = _manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     if state.is_main_process:
-        _write_adapter(trainer, run.out, manifest, options)
+        guide = fit_guide(options.data, recipe.cf, options.progress)
+        manifest["cf"] = {"model": guide.name, **guide.report} if guide is not None else None
+        _write_adapter(trainer, run.out, manifest, options, guide)
     state.wait_for_everyone()
     return manifest
 
 
-def _write_adapter(trainer, out: Path, manifest: dict[str, Any], options: TrainOptions) -> None:
-    """Save the PEFT adapter, manifest, recipe and card into a temporary folder, then rename it."""
+def _write_adapter(trainer, out: Path, manifest: dict[str, Any], options: TrainOptions, guide=None) -> None:
+    """Save the PEFT adapter, collaborative model, manifest, recipe and card into a temporary
+    folder, then rename it."""
     with atomic_dir(out, overwrite=True) as tmp:
+        if guide is not None:
+            manifest["cf"]["bytes"] = guide.save(tmp)
         model = trainer.accelerator.unwrap_model(trainer.model)
         model.save_pretrained(str(tmp))
         _cast_adapter(tmp, options.recipe.adapter_dtype)

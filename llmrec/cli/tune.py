@@ -1,0 +1,43 @@
+"""``llmrec tune``: fit the fusion of LLM and collaborative model on the valid split."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmrec.cli.common import quiet_loading
+from llmrec.evaluation.tune import TuneOptions
+from llmrec.options import add_arguments, from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tune`` subcommand."""
+    p = sub.add_parser(
+        "tune",
+        help="choose lambda and the yes/no fusion weights on the valid split",
+        description="Fit how an adapter's LLM and its collaborative model (cf/) are combined, on the valid split "
+        "only: lambda of log p_LLM + lambda * log p_CF (rerank mode, a grid) and the yes/no weights (Platt "
+        "scaling). The result goes into the adapter's manifest (fusion); recommend, predict and evaluate use it.",
+    )
+    add_arguments(p, TuneOptions)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``llmrec tune``."""
+    from llmrec.evaluation.tune import tune
+
+    options = from_args(TuneOptions, args)
+    quiet_loading()
+    fusion = tune(options)
+    if "lambda" in fusion:
+        table = fusion["valid"]["by_lambda"]
+        line = "  ".join(f"{lam}: {m['ndcg@10']:.4f}" for lam, m in table.items())
+        print(f"{options.model}: next item (rerank, {fusion['valid']['users']} valid users), NDCG@10 by lambda: {line}")
+        print(f"  chosen lambda {fusion['lambda']:g}; the LLM's candidates hold the target for "
+              f"{fusion['valid']['candidate_recall']:.1%} of users")
+    if "yes_no" in fusion:
+        v = fusion["yes_no"]["valid"]
+        print(f"  yes/no ({v['samples']} valid samples): AUC llm {v['llm']['auc']:.4f}, cf {v['cf']['auc']:.4f}, "
+              f"fused {v['fused']['auc']:.4f} (a {fusion['yes_no']['a']:.3f}, b {fusion['yes_no']['b']:.3f}, "
+              f"c {fusion['yes_no']['c']:.3f})")
+    return 0
