@@ -109,17 +109,22 @@ def test_a_saved_guide_scores_like_the_fitted_model(name, tmp_path):
     assert served.shape == (3, 41) and np.array_equal(served[:, 40], served[:, :40].min(axis=1))
 
 
-def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
-    """The guide's choice, setting and weights depend on train and valid events only."""
+def with_other_test_events(folder: Path, out: Path, seed: int) -> Path:
+    """A copy of a prepared folder whose test events point at random catalogue items."""
     import shutil
 
-    changed = tmp_path / "changed"
-    shutil.copytree(prepared_small, changed)
-    catalog, interactions, _ = prepared.read_tables(changed)
+    shutil.copytree(folder, out)
+    catalog, interactions, _ = prepared.read_tables(out)
     test = interactions["split"] == "test"
     items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
-    interactions.loc[test, "item_id"] = np.random.default_rng(0).choice(items, int(test.sum()))
-    interactions.to_parquet(changed / "interactions.parquet")
+    interactions.loc[test, "item_id"] = np.random.default_rng(seed).choice(items, int(test.sum()))
+    interactions.to_parquet(out / "interactions.parquet")
+    return out
+
+
+def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
+    """The guide's choice, setting and weights depend on train and valid events only."""
+    changed = with_other_test_events(prepared_small, tmp_path / "changed", seed=0)
     first, second = (fit_guide(folder, "itemknn") for folder in (prepared_small, changed))
     assert json.dumps(first.report["setting"]) == json.dumps(second.report["setting"])
     assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
@@ -217,13 +222,7 @@ def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_pa
     from llmrec.evaluation.tune import TuneOptions, tune
 
     out, fusion = fused_adapter
-    changed = tmp_path / "changed"
-    shutil.copytree(prepared_small, changed)
-    catalog, interactions, _ = prepared.read_tables(changed)
-    test = interactions["split"] == "test"
-    items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
-    interactions.loc[test, "item_id"] = np.random.default_rng(1).choice(items, int(test.sum()))
-    interactions.to_parquet(changed / "interactions.parquet")
+    changed = with_other_test_events(prepared_small, tmp_path / "changed", seed=1)
     copy = tmp_path / "adapter"
     shutil.copytree(out, copy)
     again = tune(TuneOptions(model=copy, data=str(changed), device="cpu", users=12, candidates=10,
