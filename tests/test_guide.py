@@ -6,6 +6,7 @@ embedded ml-latest-small's."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
