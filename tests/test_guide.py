@@ -129,6 +129,7 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
     first, second = (fit_guide(folder, "itemknn") for folder in (prepared_small, changed))
     assert json.dumps(first.report["setting"]) == json.dumps(second.report["setting"])
     assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
+    assert first.report["setting"]["neighbours"] <= 50  # the guide's own grid: it must fit in the adapter
     assert (first.model.sim != second.model.sim).nnz == 0
 
 

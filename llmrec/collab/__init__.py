@@ -53,13 +53,15 @@ def model_class(name: str):
     return classes[name]
 
 
-def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]]):
-    """Fit ``name`` for each setting of its grid; keep the best NDCG@10 on the valid pairs.
+def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]],
+         grid: list[dict[str, Any]] | None = None):  # fmt: skip
+    """Fit ``name`` for each setting of its grid (``GRIDS`` unless given); keep the best NDCG@10
+    on the valid pairs.
 
     Returns the fitted model and what was chosen (setting, valid NDCG@10, seconds).
     """
     best, began = None, time.perf_counter()
-    for setting in GRIDS[name]:
+    for setting in grid or GRIDS[name]:
         model = make(name, **setting)
         if name == "sasrec":
             model.fit(train, n_items, validate=lambda m: ndcg10(m, valid))  # early stopping on valid
