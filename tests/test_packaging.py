@@ -25,6 +25,14 @@ def test_templates_recipes_and_embedded_files_ship():
     recipes = {p.name for p in resources.files("llmrec.recipes").iterdir() if p.name.endswith(".yaml")}
     assert recipes == {p.name for p in (REPO / "finetune").glob("*.yaml")}
     embedded = resources.files("llmrec.embedded")
-    for folder in ("ml-latest-small", "adapter"):
-        shipped = {p.name for p in (embedded / folder).iterdir()}
-        assert shipped == {p.name for p in (REPO / "llmrec" / "embedded" / folder).iterdir() if p.is_file()}
+    for folder in ("ml-latest-small", "adapter"):  # the adapter's cf/ subfolder included
+        source = REPO / "llmrec" / "embedded" / folder
+        assert files_under(embedded / folder) == {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+
+
+def files_under(root) -> set[str]:
+    """Relative paths of the files below a package resource folder."""
+    out = set()
+    for p in root.iterdir():
+        out |= {f"{p.name}/{q}" for q in files_under(p)} if p.is_dir() else {p.name}
+    return out

@@ -4,8 +4,8 @@
 better valid NDCG@10) and writes it to ``ADAPTER/cf/``: ``config.json`` (model, settings, valid
 metrics) beside ``item_ids.json`` (the model's item order) and ``weights.safetensors``. The
 guide turns a history into log-weights over the *serving* catalogue (items added after training
-get the smallest weight the model gives any item), which decoding mixes with the LLM's
-probabilities (:mod:`llmrec.decoding.guide`).
+get the row's median weight: the model has no opinion on them), which decoding mixes with the
+LLM's probabilities (``CatalogIndex.node_log_mass``, ``Recommender``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ class Guide:
     model: Any
     item_ids: list[str]
     report: dict[str, Any] = field(default_factory=dict)
-    _bound: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _bound: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.item_ids = [str(i) for i in self.item_ids]  # its own list: a catalogue's grows with add_items
 
     def save(self, adapter: Path) -> int:
         """Write ``adapter/cf/``; returns the bytes written."""
@@ -77,22 +80,33 @@ class Guide:
 
     def _bind(self, catalogue_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue position -> model position or -1, catalogue positions the model knows)."""
-        if self._bound is None or self._bound[0] != len(catalogue_ids):
+        key = (id(catalogue_ids), len(catalogue_ids))  # a Recommender's list only grows (add_items)
+        if self._bound is None or self._bound[0] != key:
             own = {item: i for i, item in enumerate(self.item_ids)}
             to_model = np.fromiter((own.get(str(i), -1) for i in catalogue_ids), dtype=np.int64, count=len(catalogue_ids))
-            self._bound = (len(catalogue_ids), to_model, np.flatnonzero(to_model >= 0))
+            self._bound = (key, to_model, np.flatnonzero(to_model >= 0))
         return self._bound[1], self._bound[2]
+
+    def unknown_items(self, catalogue_ids: Sequence[str]) -> np.ndarray:
+        """Catalogue positions the model never saw (items added after training)."""
+        to_model, _ = self._bind(catalogue_ids)
+        return np.flatnonzero(to_model < 0)
+
+    def knows(self, history: Sequence[int], catalogue_ids: Sequence[str]) -> bool:
+        """Whether any history item is one the model saw (else it has nothing to go on)."""
+        to_model, _ = self._bind(catalogue_ids)
+        return any(0 <= i < len(to_model) and to_model[i] >= 0 for i in history)
 
     def log_scores(self, histories: Sequence[Sequence[int]], catalogue_ids: Sequence[str]) -> np.ndarray:
         """(histories, catalogue items) log-weights; histories are catalogue positions, oldest first.
 
         History items the model never saw are left out of its input; catalogue items it never
-        saw get the row's smallest weight, so they stay reachable.
+        saw get the row's median weight (no opinion), so they stay reachable.
         """
         to_model, known = self._bind(catalogue_ids)
         inputs = [[int(to_model[i]) for i in h if 0 <= i < len(to_model) and to_model[i] >= 0] for h in histories]
         scores = np.asarray(self.model.log_scores(inputs), dtype=np.float64)
-        out = np.repeat(scores.min(axis=1, keepdims=True), len(catalogue_ids), axis=1)
+        out = np.repeat(np.median(scores, axis=1, keepdims=True), len(catalogue_ids), axis=1)
         out[:, known] = scores[:, to_model[known]]
         return out
 

@@ -245,11 +245,19 @@ class CatalogIndex:
             return np.full(self.trie.n_nodes, -np.inf)
         lw = np.maximum(lw - lw[ok].max(), -MASS_FLOOR)
         weights = np.where(ok, np.exp(lw), 0.0)
-        mass = self._under(weights / weights.sum())
+        total = weights.sum()
+        mass = self._under(weights / total)
         # a node's mass is at least its permitted count times the smallest weight: exact, no rounding
-        least = self._under(ok.astype(np.float64)) * (np.exp(-MASS_FLOOR) / weights.sum())
+        least = self._under(ok.astype(np.float64)) * (np.exp(-MASS_FLOOR) / total)
         with np.errstate(divide="ignore"):
-            return np.log(np.maximum(mass, least))
+            out = np.log(np.maximum(mass, least))
+        # a node over one permitted item (every finished answer's) gets that item's log-mass
+        # exactly, free of prefix-sum rounding: which item is the sum of the permitted positions
+        count = self._under(ok.astype(np.float64))
+        single = np.flatnonzero(count == 1)
+        where = self._under(np.where(ok, np.arange(len(ok), dtype=np.float64), 0.0))[single].astype(np.int64)
+        out[single] = lw[where] - np.log(total)
+        return out
 
     def step(self, nodes: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """The node each (node, token) pair moves to; -1 where the token leaves the trie."""

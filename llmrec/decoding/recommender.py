@@ -226,7 +226,9 @@ class Recommender:
         collaborative model alone), ``generate`` (constrained beam search scoring
         ``log p_LLM(title) + lambda * log p_CF(item)``), ``rerank`` (the collaborative model's
         top ``rerank_candidates`` rescored with the same sum), ``auto`` (the adapter's tuned
-        choice; ``llm`` without a collaborative model). ``guide_weight`` overrides the tuned lambda.
+        choice; ``llm`` without a collaborative model). ``guide_weight`` overrides the tuned lambda
+        (tuned in rerank mode; generate uses the same). A history none of whose items the
+        collaborative model has seen is answered by the LLM alone.
         At most ``min(k, MAX_K)`` items per history, and no more than the catalogue holds outside
         the history: a larger ``k`` returns what there is (see :func:`short_note`).
         """
@@ -239,20 +241,26 @@ class Recommender:
         if mode != "llm" and self.guide is None:
             raise LlmrecError(f"mode '{mode}' needs a collaborative model: this model has none (train with --cf)")
         lam = float(self.fusion.get("lambda", 1.0) if guide_weight is None else guide_weight)
+        if not (np.isfinite(lam) and lam >= 0):
+            raise LlmrecError(f"guide weight must be a finite number >= 0, got {lam}")
         positions = [self.resolve(h) for h in histories]
         excluded = [h if exclude_history else [] for h in positions]
-        prompts = [self._prompt("next_item", h, {}) for h in positions] if mode != "cf" else []
-        cf = self.guide.log_scores(positions, self.item_ids) if mode != "llm" else None
-        if mode == "cf":
-            ranked = [top(normalised(cf[r], ex), k) for r, ex in enumerate(excluded)]
-        elif mode == "rerank":
+        # a history the collaborative model knows nothing of gets the LLM alone
+        modes = [mode if mode == "llm" or self.guide.knows(h, self.item_ids) else "llm" for h in positions]
+        prompts = [self._prompt("next_item", h, {}) if m != "cf" else "" for h, m in zip(positions, modes)]
+        guided = [r for r, m in enumerate(modes) if m != "llm"]
+        cf = dict(zip(guided, self.guide.log_scores([positions[r] for r in guided], self.item_ids))) if guided else {}
+        ranked: list[list[tuple[int, float]]] = [[] for _ in positions]
+        searched = [r for r, m in enumerate(modes) if m in ("llm", "generate")]
+        requests = [ItemSearch(prompts[r], excluded[r], guide=cf.get(r), guide_weight=lam if modes[r] == "generate" else 0.0)
+                    for r in searched]  # fmt: skip
+        for r, items in zip(searched, self.backend.top_items(requests, k, length_normalize) if requests else []):
+            ranked[r] = items
+        for r in [r for r, m in enumerate(modes) if m == "cf"]:
+            ranked[r] = top(normalised(cf[r], excluded[r]), k)
+        for r in [r for r, m in enumerate(modes) if m == "rerank"]:
             n = max(int(self.fusion.get("rerank_candidates", RERANK_CANDIDATES)), k)
-            ranked = [self._rerank(prompt, normalised(cf[r], ex), lam, n, k) for r, (prompt, ex)
-                      in enumerate(zip(prompts, excluded))]  # fmt: skip
-        else:
-            requests = [ItemSearch(p, ex, guide=None if cf is None else cf[r], guide_weight=lam if mode == "generate" else 0.0)
-                        for r, (p, ex) in enumerate(zip(prompts, excluded))]  # fmt: skip
-            ranked = self.backend.top_items(requests, k, length_normalize)
+            ranked[r] = self._rerank(prompts[r], normalised(cf[r], excluded[r]), lam, n, k)
         out = []
         for h, items in zip(positions, ranked):
             recs = [Recommendation(self.item_ids[i], self.titles[i], s) for i, s in items]
@@ -269,8 +277,11 @@ class Recommender:
 
     def _rerank(self, prompt: str, cf: np.ndarray, lam: float, n: int, k: int) -> list[tuple[int, float]]:
         """The collaborative top ``n`` (``cf``: normalised log-probs, -inf where not permitted),
-        each scored ``log p_LLM(title) + lam * log p_CF(item)``; the best ``k``."""
+        plus up to ``n`` permitted items the collaborative model never saw (added after training:
+        the newest first), each scored ``log p_LLM(title) + lam * log p_CF(item)``; the best ``k``."""
         candidates = [i for i, _ in top(cf, n)]
+        unseen = [int(i) for i in self.guide.unknown_items(self.item_ids)[::-1] if np.isfinite(cf[i])][:n]
+        candidates += [i for i in unseen if i not in set(candidates)]
         llm = self.rerank_scores(prompt, candidates) if candidates else []
         return _top_pairs([(i, s + lam * float(cf[i])) for i, s in zip(candidates, llm)], k)
 
@@ -305,12 +316,13 @@ class Recommender:
             if fitted is None:
                 raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
             prompts.append(fitted[0])
-            seen.append(liked + bad)
+            seen.append(liked)
             targets.append(target)
         p = self.p_yes(prompts)
         if self.guide is None or not (weights := self.fusion.get("yes_no")):
             return p
-        # the tuned fusion: the collaborative model reads the liked, then the disliked items
+        # the tuned fusion: the collaborative model reads the liked history (a request does not
+        # say how liked and disliked items interleave in time; tune reads every event in order)
         return fused_yes(p, target_log_probs(self.guide, seen, targets, self.item_ids), weights).tolist()
 
     def p_yes(self, prompts: Sequence[str]) -> list[float]:

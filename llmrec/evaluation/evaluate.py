@@ -252,6 +252,13 @@ def evaluate(options: EvaluateOptions) -> dict[str, Any]:
         row["cands"] = [position[c] for c in row["candidates"]]
     if rec is not None:
         _check_templates(rec, split.manifest, samples)
+        if rec.guide is not None and rec.fusion.get("tuned_on", {}).get("split") == options.split:
+            import warnings
+
+            from llmrec.errors import LlmrecWarning
+
+            warnings.warn(f"the model's fusion was tuned on the {options.split} split it is now scored on: its "
+                          "llmrec numbers are optimistic (score the test split)", LlmrecWarning, stacklevel=2)  # fmt: skip
     if rec is not None and "yes_no" in samples:
         _llm_yes_no(rec, samples["yes_no"], records, split, options.variants)
     if rec is not None and "rank" in samples:

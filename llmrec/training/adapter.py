@@ -99,7 +99,8 @@ def model_card(manifest: dict[str, Any]) -> str:
             "",
             f"- {cf['model']} ({cf['choice']} choice), fitted on the train split, setting {cf['setting']}: "
             f"valid NDCG@10 {_fmt(cf['valid_ndcg@10'])} over {cf['valid_users']:,} users",
-            "- decoding fuses it with the LLM once `llmrec tune` has chosen the weights on the valid split",
+            "- decoding fuses it with the LLM once `llmrec tune` has chosen the weights on the valid split "
+            "(they are then in `llmrec_adapter.json`, `fusion`)",
         ]
     lines += [
         "",

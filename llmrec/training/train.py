@@ -39,6 +39,7 @@ from llmrec.training.recipe import Recipe, servability_problems
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 RUN_FILE = "llmrec_run.json"
+DDP_TIMEOUT_S = 6 * 3600
 # the sample settings that shape a prompt (not which samples exist)
 PROMPT_SETTINGS = ("max_history", "max_length")
 # A resumed run must train the same thing; these may change between a kill and --resume.
@@ -187,6 +188,9 @@ def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluati
         disable_tqdm=not progress,
         dataloader_pin_memory=cuda,
         ddp_find_unused_parameters=False,
+        # the main process fits the collaborative model after the LoRA steps while the others
+        # wait (minutes for SASRec on a CPU): the 30-minute default could end a finished run
+        ddp_timeout=DDP_TIMEOUT_S,
     )
 
 
@@ -349,6 +353,10 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     started = time.perf_counter()
     recipe = options.recipe
     run = _start_run(options)
+    if recipe.cf != "none" and not run.prepared.get("splits", {}).get("valid"):
+        # found before the LoRA steps, not after them
+        raise LlmrecError(f"{options.data}: no valid events to tune the collaborative model on (cf: {recipe.cf}); "
+                          "--cf none trains without one")  # fmt: skip
     splits, dropped = task_splits(options.data, options.recipe.tasks, options.explicit_tasks, options.progress)
     if dropped:
         recipe = options.recipe = recipe.replace(tasks={t: w for t, w in recipe.tasks.items() if t in splits})
