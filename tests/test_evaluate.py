@@ -25,8 +25,9 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
               "--k", "1,5,10"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "all")]) == 0
     report = json.loads((tmp_path / "all" / "report.json").read_text())
-    assert set(report) == {"systems", "config", "data_manifest"}
+    assert set(report) == {"systems", "comparisons", "config", "data_manifest"}
     assert set(report["systems"]) == {"llmrec", "popularity"}
+    assert set(report["comparisons"]) == {"llmrec - popularity"}
     llm = report["systems"]["llmrec"]
     assert {"hr@10", "ndcg@10", "mrr@10", "valid_rate", "auc", "uauc", "ece", "grounded_rate", "rank_hr@1"} <= set(llm)
     assert llm["valid_rate"] == 1.0 and llm["users"] == 6
@@ -47,6 +48,7 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
         for key, value in metrics.items():
             if key not in TIMING:
                 assert merged["systems"][system][key] == pytest.approx(value), (system, key)
+    assert merged["comparisons"] == report["comparisons"]  # the same users, the same seeded resamples
 
 
 def test_common_users_compares_a_sample_with_a_run_over_more_users(toy_model: Path, prepared_small: Path, tmp_path: Path):
@@ -66,6 +68,7 @@ def test_common_users_compares_a_sample_with_a_run_over_more_users(toy_model: Pa
         for key, value in metrics.items():
             if key not in TIMING:
                 assert merged["systems"][system][key] == pytest.approx(value), (system, key)
+    assert merged["comparisons"] == sample["comparisons"]  # the same users, the same seeded resamples
 
 
 def test_merging_a_shard_twice_or_other_data_is_an_error(toy_model: Path, prepared_small: Path, tmp_path: Path, capsys):

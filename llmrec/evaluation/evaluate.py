@@ -47,8 +47,8 @@ class EvaluateOptions(LoadOptions):
     shard: tuple[int, int] = option((0, 1), "evaluate part i/n of the users (merge with evaluate-merge)",
                                     parse=lambda text: parse_shard(text), metavar="I/N")  # fmt: skip
     variants: list[str] = option(default_factory=lambda: ["llm", "cf"], parse=parse_list,
-                                 help="with an adapter that has a collaborative model, also score these decoding "
-                                      "modes as llmrec-MODE: llm, cf, generate, rerank (empty: none)")  # fmt: skip
+                                 help="with an adapter whose fusion is tuned (llmrec tune), also score these "
+                                      "decoding modes as llmrec-MODE: llm, cf, generate, rerank (empty: none)")  # fmt: skip
     explain_users: int = option(10, "users whose top item is explained (groundedness)")
     seed: int = option(0, "seed of the user sample")
     # batching gains ~10% on a CPU, for 4x the memory
@@ -157,7 +157,7 @@ def llm_systems(rec, variants: list[str]) -> dict[str, str]:
     fusion when the adapter has one); ``llmrec-MODE`` each other mode asked for that applies."""
     default = rec.default_mode()
     systems = {"llmrec": default}
-    if rec.guide is not None:
+    if rec.guide is not None and default != "llm":  # a fused default: its parts beside it
         systems.update({f"llmrec-{mode}": mode for mode in variants if mode != default})
     return systems
 
