@@ -104,39 +104,31 @@ def test_the_mixture_follows_the_task_weights(prepared_small: Path):
     assert len(mix(splits, {"next_item": 1.0}, seed=0, limit=5)) == 5
 
 
-class SpoilAfterFirstStep:
+def spoil_after_first_step():
     """A callback that adds large seeded noise to the LoRA weights after every step but the first,
     so the valid loss gets worse than its best (a learning rate alone does not reliably do that
     on the toy model: its near-uniform output only improves)."""
+    import torch
+    from transformers import TrainerCallback
 
-    def __init__(self) -> None:
-        from transformers import TrainerCallback
+    class Spoil(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step < 2:
+                return
+            generator = torch.Generator().manual_seed(state.global_step)
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "lora_" in name:
+                        p.add_(torch.randn(p.shape, generator=generator) * 3.0)
 
-        spoil = self
-
-        class Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                spoil.step(state.global_step, model)
-
-        self.callback = Callback()
-
-    def step(self, global_step: int, model) -> None:
-        import torch
-
-        if global_step < 2:
-            return
-        generator = torch.Generator().manual_seed(global_step)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_" in name:
-                    p.add_(torch.randn(p.shape, generator=generator) * 3.0)
+    return Spoil()
 
 
 def test_early_stopping_stops_on_a_worse_valid_loss(prepared_small: Path, toy_model: Path, tmp_path):
     # the valid loss gets worse after step 2: patience 1 must end the run before max_steps
     recipe = toy_recipe(toy_model, max_steps=8, eval_steps=1, save_steps=1, early_stopping_patience=1,
                         tasks={"yes_no": 1.0})  # fmt: skip
-    run = train(TrainOptions(prepared_small, tmp_path / "a", recipe, progress=False), [SpoilAfterFirstStep().callback])
+    run = train(TrainOptions(prepared_small, tmp_path / "a", recipe, progress=False), [spoil_after_first_step()])
     run = run["training"]
     assert run["stopped_early"] and run["steps"] < 8
     assert run["best_checkpoint"] is not None

@@ -316,11 +316,13 @@ def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
 
     p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
     weights = rec.fusion.get("yes_no") if rec.guide is not None else None
-    systems: dict[str, tuple[np.ndarray, bool]] = {"llmrec": (p_llm, True)}
-    if weights:
+    systems: dict[str, tuple[np.ndarray, bool]] = {}
+    if not weights:
+        systems["llmrec"] = (p_llm, True)
+    else:
         s_cf = target_log_probs(rec.guide, [split.pairs[r["user"]][0] for r in rows], [r["pos"] for r in rows],
                                 rec.item_ids)  # fmt: skip
-        systems = {"llmrec": (fused_yes(p_llm, s_cf, weights), True)}
+        systems["llmrec"] = (fused_yes(p_llm, s_cf, weights), True)
         if "llm" in variants:
             systems["llmrec-llm"] = (p_llm, True)
         if "cf" in variants:

@@ -111,7 +111,7 @@ def fit_platt(p_llm: np.ndarray, s_cf: np.ndarray, labels: np.ndarray) -> dict[s
 def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]]) -> dict[str, Any]:
     """Platt weights on every valid yes/no sample, with the valid AUC / ECE of each part."""
     from llmrec.data import prepared
-    from llmrec.evaluation.metrics import yes_no_metrics
+    from llmrec.evaluation.metrics import auc_only, yes_no_metrics
 
     rows = [r for r in prepared.load_sft(folder, "yes_no", "valid") if str(r["user_id"]) in pairs_all]
     if len({int(r["label"]) for r in rows}) < 2:
@@ -125,8 +125,7 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]]) 
     fused = fused_yes(p_llm, s_cf, weights)
     report = {name: {k: round(v, 5) for k, v in yes_no_metrics(labels, scores, users).items() if k in ("auc", "uauc", "ece")}
               for name, scores in (("llm", p_llm), ("fused", fused))}  # fmt: skip
-    report["cf"] = {k: round(v, 5) for k, v in yes_no_metrics(labels, 1 / (1 + np.exp(-s_cf)), users).items()
-                    if k in ("auc", "uauc")}  # fmt: skip
+    report["cf"] = {k: round(auc_only(labels, s_cf, users)[k], 5) for k in ("auc", "uauc")}  # not a probability
     return {**weights, "valid": {"samples": len(rows), **report, "note": "fitted and measured on the same valid samples"}}
 
 
