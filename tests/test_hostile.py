@@ -22,18 +22,6 @@ from llmrec.data import prepared
 N_ITEMS = 28
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory) -> Path:
-    """A generic CSV log: 6 users over a 28-item catalogue."""
-    rows = ["user,item,timestamp,title"]
-    for u in range(6):
-        for j in range(6):
-            item = (u * 5 + j) % N_ITEMS
-            rows.append(f"u{u},i{item},{100 * u + j},Product number {item}")
-    rows += [f"u9,i{i},{900 + i},Product number {i}" for i in range(N_ITEMS)]  # every item once
-    return write(tmp_path_factory.mktemp("shop") / "log.csv", "\n".join(rows) + "\n")
-
-
 def special_ids(tokenizer) -> set[int]:
     return {int(i) for i in tokenizer.added_tokens_decoder}
 
@@ -184,7 +172,7 @@ def test_a_huge_title_is_refused_at_once_and_messages_stay_short(tmp_path: Path,
     err = run_failing(["prepare", "--data", str(log), "--out", str(tmp_path / "o")], capsys)
     assert "item 'i2': title has 2,000,000 characters, over the limit of 1,000 (--max-title-chars)" in err
     err = run_failing(["recommend", "--model", str(toy_model), "--data", str(shop), "--history", "y" * 5_000_000,
-                       "--device", "cpu"], capsys)  # fmt: skip
+                       "--device", "cpu", "--unknown-items", "error"], capsys)  # fmt: skip
     assert len(err) < 300 and "(5,000,000 characters)" in err
 
 

@@ -22,13 +22,14 @@ from llmrec.cli import (
     prepare,
     quickstart,
     recommend,
+    serve,
     train,
     tune,
 )
 from llmrec.environment import silence_known_deprecations
 from llmrec.errors import LlmrecError, LlmrecWarning
 
-COMMANDS = (prepare, train, tune, recommend, predict, evaluate, export, quickstart, env)
+COMMANDS = (prepare, train, tune, recommend, predict, evaluate, serve, export, quickstart, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=PREDICT_TASKS)
     p.add_argument("-k", type=int, default=10, help="next_item: items per request unless it says k (default: 10)")
     p.add_argument("--batch-size", type=int, default=8, help="requests per model batch (default: 8)")
+    p.add_argument("--unknown-items", choices=("keep", "drop", "error"), default="keep",
+                   help="history items outside the catalogue: keep them in the prompt as text, drop them, or skip the "
+                        "request (default: keep; only answers are always catalogue items)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_loading()
     load = load_options(args)
     rec = Recommender.load(load.model, load.data, load.backend, load.device, args.batch_size)
-    counts = run_predict(rec, args.task, args.input, args.output, args.k, args.batch_size, not args.no_progress)
+    counts = run_predict(rec, args.task, args.input, args.output, args.k, args.batch_size, not args.no_progress,
+                         args.unknown_items)  # fmt: skip
     print(
         f"{args.output}: {counts['answered']} answered, {counts['skipped_done']} already there, "
         f"{counts['bad']} bad request(s) skipped"

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "both); rerank (the collaborative top candidates rescored) (default: auto)")  # fmt: skip
     p.add_argument("--guide-weight", type=float, metavar="LAMBDA",
                    help="weight of the collaborative model's log-probability (default: the tuned one)")
+    p.add_argument("--unknown-items", choices=("keep", "drop", "error"), default="keep",
+                   help="history items outside the catalogue: keep them in the prompt as text, drop them, or fail "
+                        "(default: keep; recommended items are always catalogue items)")  # fmt: skip
     p.add_argument("--json", action="store_true", help='print {"items": [{"item_id", "title", "score", ...}]}')
     p.set_defaults(run=run)
 
@@ -58,19 +61,23 @@ def run(args: argparse.Namespace) -> int:
     history = rec.user_history(args.user) if args.user is not None else args.history
     if args.guide_weight is not None and not (math.isfinite(args.guide_weight) and args.guide_weight >= 0):
         raise LlmrecError(f"--guide-weight must be a finite number >= 0, got {args.guide_weight}")
-    items = rec.recommend(history, args.k, explain=args.explain, mode=args.mode, guide_weight=args.guide_weight)
+    items = rec.recommend(history, args.k, explain=args.explain, mode=args.mode, guide_weight=args.guide_weight,
+                          unknown_items=args.unknown_items)  # fmt: skip
+    if unknown := rec.count_unknown(history):
+        print(f"llmrec: note: {unknown} history item(s) not in the catalogue "
+              f"({'read as text' if args.unknown_items == 'keep' else 'left out'})", file=sys.stderr)
     if note := rec.short_note(args.k, len(items)):
         print(f"llmrec: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"items": [i.to_dict() for i in items]}, ensure_ascii=False))
         return 0
     who = f"user {args.user}" if args.user is not None else "this history"
-    shown = rec.resolve(history)[-rec.max_history :]
+    shown = rec.read_history(history, args.unknown_items)[-rec.max_history :]
     mode = rec.default_mode() if args.mode == "auto" else args.mode
     print(f"Top {len(items)} for {who} ({len(history)} items; the newest {len(shown)} in the prompt, newest last; "
           f"{MODE_NAMES[mode]}):")
-    for pos in shown[-5:]:
-        print(f"  - {rec.titles[pos]}")
+    for entry in shown[-5:]:
+        print(f"  - {rec.titles[entry] if isinstance(entry, int) else entry + '  (not in the catalogue)'}")
     for n, item in enumerate(items, 1):
         print(f"{n:>3}. {item.title}  [{item.item_id}]  {SCORE_NAMES[mode]} {item.score:.2f}")
         if item.explanation is not None:

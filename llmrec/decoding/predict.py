@@ -9,6 +9,10 @@ Request fields (one JSON object a line):
 - ``candidates``: the items to order (rank).
 - ``k`` (next_item, optional): how many items (default: ``--k``; capped as ``Recommender.recommend`` caps it).
 
+History items outside the catalogue follow ``--unknown-items`` (``keep``: in the prompt as text,
+the default; ``drop``; ``error``: the request is skipped); an answer counts them in
+``unknown_history``. A yes_no ``target`` outside the catalogue is judged from its text (``keep``).
+
 A bad line is reported on stderr with its line number and skipped; the job goes on.
 """
 
@@ -115,73 +119,87 @@ def done_ids(path: Path) -> set[str]:
     return ids
 
 
-def answer(recommender, task: str, batch: list[Request], k: int) -> list[dict[str, Any] | str]:
+def answer(recommender, task: str, batch: list[Request], k: int, unknown: str = "keep") -> list[dict[str, Any] | str]:
     """Answers for a batch, same order; a string is the problem with that request.
 
     The batch is answered together; if that fails, each request is answered alone, so one bad
     request fails alone and the others are still answered.
     """
     try:
-        return _answer_batch(recommender, task, batch, k)
+        return _answer_batch(recommender, task, batch, k, unknown)
     except (LlmrecError, RuntimeError, ValueError):
         if len(batch) == 1:
             raise
     out: list[dict[str, Any] | str] = []
     for request in batch:
         try:
-            out += _answer_batch(recommender, task, [request], k)
+            out += _answer_batch(recommender, task, [request], k, unknown)
         except (LlmrecError, RuntimeError, ValueError) as exc:
             out.append(shorten(exc, 300) if isinstance(exc, LlmrecError) else f"failed: {type(exc).__name__}: {shorten(exc, 300)}")
     return out
 
 
-def _answer_batch(recommender, task: str, batch: list[Request], k: int) -> list[dict[str, Any] | str]:
+def _answer_batch(recommender, task: str, batch: list[Request], k: int, unknown: str) -> list[dict[str, Any] | str]:
     if task == "next_item":
         problems = {}
         for r in batch:
             try:
-                recommender.resolve(r.body["history"])
+                recommender.read_history(r.body["history"], unknown)
             except LlmrecError as exc:
                 problems[r.id] = str(exc)
         good = [r for r in batch if r.id not in problems]
         results = {}
         for kk in sorted({r.body.get("k", k) for r in good}):
             group = [r for r in good if r.body.get("k", k) == kk]
-            for r, recs in zip(group, recommender.recommend_many([g.body["history"] for g in group], kk)):
-                results[r.id] = {"id": r.body["id"], "items": [x.to_dict() for x in recs]}
+            histories = [g.body["history"] for g in group]
+            for r, recs in zip(group, recommender.recommend_many(histories, kk, unknown_items=unknown)):
+                results[r.id] = {"id": r.body["id"], "items": [x.to_dict() for x in recs], **_unknown(recommender, r)}
                 if note := recommender.short_note(kk, len(recs)):
                     results[r.id]["note"] = note
         return [problems.get(r.id) or results[r.id] for r in batch]
     out: list[dict[str, Any] | str] = []
     for r in batch:
         try:
-            out.append(_answer_one(recommender, task, r))
+            out.append(_answer_one(recommender, task, r, unknown))
         except LlmrecError as exc:
             out.append(str(exc))
     return out
 
 
-def _answer_one(recommender, task: str, r: Request) -> dict[str, Any]:
+def _unknown(recommender, r: Request) -> dict[str, int]:
+    """``{"unknown_history": n}`` when the request's history or disliked items hold items outside the catalogue."""
+    n = recommender.count_unknown(r.body["history"]) + recommender.count_unknown(r.body.get("disliked", []))
+    return {"unknown_history": n} if n else {}
+
+
+def _answer_one(recommender, task: str, r: Request, unknown: str) -> dict[str, Any]:
+    from llmrec.decoding.recommender import (
+        free_text,  # not at import: `llmrec predict --help` stays quick
+    )
+
     if task == "rank":
-        ranked = recommender.rank(r.body["history"], r.body["candidates"])
-        return {"id": r.body["id"], "items": [x.to_dict() for x in ranked]}
+        ranked = recommender.rank(r.body["history"], r.body["candidates"], unknown)
+        return {"id": r.body["id"], "items": [x.to_dict() for x in ranked], **_unknown(recommender, r)}
+    if task == "yes_no":
+        p = recommender.predict_yes_no(r.body["history"], r.body["target"], r.body.get("disliked", []), unknown)
+        pos = recommender.lookup(r.body["target"])
+        item = ({"item_id": recommender.item_ids[pos], "title": recommender.titles[pos]} if pos is not None
+                else {"item_id": None, "title": free_text(r.body["target"])})  # fmt: skip
+        return {"id": r.body["id"], **item, "p_yes": round(p, 6), **_unknown(recommender, r)}
     [pos] = recommender.resolve([r.body["target"]])
     item = {"item_id": recommender.item_ids[pos], "title": recommender.titles[pos]}
-    if task == "yes_no":
-        p = recommender.predict_yes_no(r.body["history"], r.body["target"], r.body.get("disliked", []))
-        return {"id": r.body["id"], **item, "p_yes": round(p, 6)}
-    e = recommender.explain(r.body["history"], r.body["target"])
+    e = recommender.explain(r.body["history"], r.body["target"], unknown)
     return {"id": r.body["id"], **item, "explanation": e["text"], "grounded": e["grounded"],
-            "cited": e["cited"], "invented": e["invented"]}  # fmt: skip
+            "cited": e["cited"], "invented": e["invented"], **_unknown(recommender, r)}  # fmt: skip
 
 
 def run_predict(recommender, task: str, source: Path, target: Path, k: int = 10, batch_size: int = 8,
-                progress: bool = True) -> dict[str, int]:  # fmt: skip
+                progress: bool = True, unknown: str = "keep") -> dict[str, int]:  # fmt: skip
     """Answer every request of ``source`` not yet in ``target``; returns counts."""
     if task not in PREDICT_TASKS:
         raise LlmrecError(f"unknown task '{task}' (known: {', '.join(PREDICT_TASKS)})")
     with output_lock(target):
-        return _answer_all(recommender, task, source, target, k, batch_size, progress)
+        return _answer_all(recommender, task, source, target, k, batch_size, progress, unknown)
 
 
 @contextmanager
@@ -205,7 +223,7 @@ def output_lock(target: Path) -> Iterator[None]:
 
 
 def _answer_all(recommender, task: str, source: Path, target: Path, k: int, batch_size: int,
-                progress: bool) -> dict[str, int]:  # fmt: skip
+                progress: bool, unknown: str) -> dict[str, int]:  # fmt: skip
     from tqdm.auto import tqdm
 
     done = done_ids(target)
@@ -223,7 +241,7 @@ def _answer_all(recommender, task: str, source: Path, target: Path, k: int, batc
     with target.open("a", encoding="utf-8") as fh, tqdm(total=len(todo), desc=task, disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            for request, result in zip(batch, answer(recommender, task, batch, k)):
+            for request, result in zip(batch, answer(recommender, task, batch, k, unknown)):
                 if isinstance(result, str):
                     print(f"{source}:{request.line}: {result}; skipped", file=sys.stderr)
                     counts["bad"] += 1

@@ -36,6 +36,10 @@ RERANK_CANDIDATES = 50
 # At most this many items per request: beam search keeps about 2k beams, each with its own copy
 # of the prompt's KV cache (~20 MB for SmolLM2-135M at 450 tokens), so k bounds the memory.
 MAX_K = 100
+# What to do with a history reference that is not in the catalogue (see Recommender.read_history)
+UNKNOWN_ITEMS = ("keep", "drop", "error")
+# an unknown title kept as free text is cut to this many characters (a title, not a document)
+MAX_FREE_TEXT = 200
 
 
 @dataclass(kw_only=True)
@@ -66,6 +70,14 @@ class Recommendation:
             out["explanation"] = self.explanation
             out["grounded"] = self.grounded
         return out
+
+
+def free_text(ref: str | int) -> str:
+    """An unknown item reference as prompt text: one line, chat markup made plain, at most
+    ``MAX_FREE_TEXT`` characters; "" when it holds no letter (an unknown id means nothing to a reader).
+    Jinja inserts it as a value, so braces or instructions in it are data, never template or role."""
+    text = " ".join(str(ref).split())[:MAX_FREE_TEXT]
+    return neutralize_markup(text) if any(c.isalpha() for c in text) else ""
 
 
 def adapter_manifest(model: str | Path | None) -> dict[str, Any] | None:
@@ -161,30 +173,59 @@ class Recommender:
             self.titles.append(title)
         self.checker = GroundingChecker(self.titles)
 
-    def resolve(self, refs: Sequence[str | int]) -> list[int]:
-        """Catalogue positions of item ids or titles: exact title, then case/space-insensitive.
+    def lookup(self, ref: str | int) -> int | None:
+        """The catalogue position of an item id or title (exact title, then case/space-insensitive), or None.
 
         Chat markup in a title is matched as the catalogue stores it (neutralised, see
         ``neutralize_markup``), so a title typed as it appears in the raw data still resolves.
         """
-        out = []
+        if not isinstance(ref, (str, int)) or isinstance(ref, bool):
+            raise LlmrecError(f"{shorten(ref)!r}: an item is an id or a title (a string), not {type(ref).__name__}")
+        text = str(ref)
+        if text in self.position:
+            return self.position[text]
+        plain = neutralize_markup(text)
+        if plain in self.by_title:
+            return self.by_title[plain]
+        return self.by_norm.get(normalize_title(plain))
+
+    def resolve(self, refs: Sequence[str | int]) -> list[int]:
+        """Catalogue positions of item ids or titles; an unknown one is an error (with close matches)."""
+        return self.read_history(refs, "error")  # type: ignore[return-value]
+
+    def read_history(self, refs: Sequence[str | int], unknown: str = "keep") -> list[int | str]:
+        """A history as catalogue positions, and, for ``unknown="keep"``, the free text of references
+        that are not in the catalogue (an LLM reads a title it has never indexed; the collaborative
+        model and the exclusion of seen items skip it).
+
+        ``unknown``: ``keep`` (unknown titles stay as text; an unknown reference without a letter
+        in it, an id, carries no meaning and is dropped), ``drop``, or ``error``.
+        """
+        if unknown not in UNKNOWN_ITEMS:
+            raise LlmrecError(f"unknown_items '{shorten(unknown)}': expected one of {', '.join(UNKNOWN_ITEMS)}")
+        out: list[int | str] = []
         for ref in refs:
-            if not isinstance(ref, (str, int)) or isinstance(ref, bool):
-                raise LlmrecError(f"{shorten(ref)!r}: an item is an id or a title (a string), not {type(ref).__name__}")
-            text = str(ref)
-            plain = neutralize_markup(text)
-            if text in self.position:
-                out.append(self.position[text])
-            elif plain in self.by_title:
-                out.append(self.by_title[plain])
-            elif normalize_title(plain) in self.by_norm:
-                out.append(self.by_norm[normalize_title(plain)])
-            else:
-                # close matches only for title-sized text: difflib on a 20 MB string would crawl
-                close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5) if len(text) <= 300 else []
-                hint = f"; close matches: {'; '.join(close)}" if close else ""
-                raise LlmrecError(f"'{shorten(text)}': no such item id or title in the catalogue{hint}")
+            pos = self.lookup(ref)
+            if pos is not None:
+                out.append(pos)
+            elif unknown == "error":
+                raise LlmrecError(self._unknown_message(str(ref)))
+            elif unknown == "keep" and (text := free_text(ref)):
+                out.append(text)
         return out
+
+    def count_unknown(self, refs: Sequence[str | int]) -> int:
+        """How many of ``refs`` are not catalogue items."""
+        return sum(self.lookup(ref) is None for ref in refs)
+
+    def _unknown_message(self, text: str) -> str:
+        # close matches only for title-sized text: difflib on a 20 MB string would crawl
+        close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5) if len(text) <= 300 else []
+        hint = f"; close matches: {'; '.join(close)}" if close else ""
+        return f"'{shorten(text)}': no such item id or title in the catalogue{hint}"
+
+    def _title(self, entry: int | str) -> str:
+        return self.titles[entry] if isinstance(entry, int) else entry
 
     def user_history(self, user_id: str) -> list[str]:
         """A known user's whole history (every split), oldest first, as item ids."""
@@ -195,12 +236,12 @@ class Recommender:
             raise LlmrecError(f"user '{user_id}' is not in the data")
         return [str(i) for i in rows.sort_values("seq")["item_id"]]
 
-    def _prompt(self, task: str, history: list[int], extra: dict[str, Any]) -> str:
+    def _prompt(self, task: str, history: Sequence[int | str], extra: dict[str, Any]) -> str:
         template = self.templates[task]
-        history = history[-self.max_history :]
+        history = list(history)[-self.max_history :]
 
         def context(kept):
-            return {**self.words, "history": [self.titles[i] for i in kept], **extra}
+            return {**self.words, "history": [self._title(e) for e in kept], **extra}
 
         fitted = self.renderer.fit(template, history, context, "")
         if fitted is None:
@@ -209,9 +250,10 @@ class Recommender:
 
     def recommend(self, history: Sequence[str | int], k: int = 10, explain: bool = False,
                   exclude_history: bool = True, length_normalize: bool = False, mode: str = "auto",
-                  guide_weight: float | None = None) -> list[Recommendation]:  # fmt: skip
+                  guide_weight: float | None = None, unknown_items: str = "keep") -> list[Recommendation]:  # fmt: skip
         """The top-``k`` catalogue items to come next after ``history`` (ids or titles)."""
-        return self.recommend_many([history], k, explain, exclude_history, length_normalize, mode, guide_weight)[0]
+        return self.recommend_many([history], k, explain, exclude_history, length_normalize, mode, guide_weight,
+                                   unknown_items)[0]  # fmt: skip
 
     def default_mode(self) -> str:
         """What ``mode="auto"`` means for this model: the tuned fusion, else the LLM alone."""
@@ -219,7 +261,8 @@ class Recommender:
 
     def recommend_many(self, histories: Sequence[Sequence[str | int]], k: int = 10, explain: bool = False,
                        exclude_history: bool = True, length_normalize: bool = False, mode: str = "auto",
-                       guide_weight: float | None = None) -> list[list[Recommendation]]:  # fmt: skip
+                       guide_weight: float | None = None, unknown_items: str = "keep",
+                       exclude: Sequence[Sequence[str | int]] | None = None) -> list[list[Recommendation]]:  # fmt: skip
         """``recommend`` for a batch of histories.
 
         ``mode``: ``llm`` (the LLM alone, constrained to the catalogue), ``cf`` (the adapter's
@@ -228,7 +271,10 @@ class Recommender:
         top ``rerank_candidates`` rescored with the same sum), ``auto`` (the adapter's tuned
         choice; ``llm`` without a collaborative model). ``guide_weight`` overrides the tuned lambda
         (tuned in rerank mode; generate uses the same). A history none of whose items the
-        collaborative model has seen is answered by the LLM alone.
+        collaborative model has seen is answered by the LLM alone. ``unknown_items``: what becomes
+        of history references outside the catalogue (``keep`` them in the prompt as text, ``drop``,
+        ``error``; see :meth:`read_history`). ``exclude``: per history, more items never to
+        recommend (ids or titles; those outside the catalogue are ignored).
         At most ``min(k, MAX_K)`` items per history, and no more than the catalogue holds outside
         the history: a larger ``k`` returns what there is (see :func:`short_note`).
         """
@@ -243,11 +289,17 @@ class Recommender:
         lam = float(self.fusion.get("lambda", 1.0) if guide_weight is None else guide_weight)
         if not (np.isfinite(lam) and lam >= 0):
             raise LlmrecError(f"guide weight must be a finite number >= 0, got {lam}")
-        positions = [self.resolve(h) for h in histories]
+        entries = [self.read_history(h, unknown_items) for h in histories]
+        positions = [[e for e in h if isinstance(e, int)] for h in entries]
         excluded = [h if exclude_history else [] for h in positions]
+        if exclude is not None:
+            if len(exclude) != len(histories):
+                raise LlmrecError("exclude: one list per history")
+            extra = [[e for e in self.read_history(x, "drop") if isinstance(e, int)] for x in exclude]
+            excluded = [list(dict.fromkeys([*h, *x])) for h, x in zip(excluded, extra)]
         # a history the collaborative model knows nothing of gets the LLM alone
         modes = [mode if mode == "llm" or self.guide.knows(h, self.item_ids) else "llm" for h in positions]
-        prompts = [self._prompt("next_item", h, {}) if m != "cf" else "" for h, m in zip(positions, modes)]
+        prompts = [self._prompt("next_item", h, {}) if m != "cf" else "" for h, m in zip(entries, modes)]
         guided = [r for r, m in enumerate(modes) if m != "llm"]
         cf = dict(zip(guided, self.guide.log_scores([positions[r] for r in guided], self.item_ids))) if guided else {}
         ranked: list[list[tuple[int, float]]] = [[] for _ in positions]
@@ -262,7 +314,7 @@ class Recommender:
             n = max(int(self.fusion.get("rerank_candidates", RERANK_CANDIDATES)), k)
             ranked[r] = self._rerank(prompts[r], normalised(cf[r], excluded[r]), lam, n, k)
         out = []
-        for h, items in zip(positions, ranked):
+        for h, items in zip(entries, ranked):
             recs = [Recommendation(self.item_ids[i], self.titles[i], s) for i, s in items]
             if explain:
                 for rec, text in zip(recs, self._explain_many(h, [self.position[r.item_id] for r in recs])):
@@ -294,36 +346,53 @@ class Recommender:
         return f"{got} of the {asked} items asked: the catalogue holds no more outside the history"
 
     def predict_yes_no(self, history: Sequence[str | int], item: str | int,
-                       disliked: Sequence[str | int] = ()) -> float:  # fmt: skip
+                       disliked: Sequence[str | int] = (), unknown_items: str = "keep") -> float:  # fmt: skip
         """p(the user likes ``item``): the LLM's, renormalised over the template's Yes and No
-        answers, fused with the collaborative model when the adapter has a tuned yes/no fusion."""
-        return self.predict_yes_no_many([(history, item, disliked)])[0]
+        answers, fused with the collaborative model when the adapter has a tuned yes/no fusion.
 
-    def predict_yes_no_many(self, requests: Sequence[tuple[Sequence, str | int, Sequence]]) -> list[float]:
+        ``unknown_items`` as in :meth:`read_history`; with ``keep`` an ``item`` outside the
+        catalogue is judged from its text by the LLM alone."""
+        return self.predict_yes_no_many([(history, item, disliked)], unknown_items)[0]
+
+    def predict_yes_no_many(self, requests: Sequence[tuple[Sequence, str | int, Sequence]],
+                            unknown_items: str = "keep") -> list[float]:  # fmt: skip
         """``predict_yes_no`` for a batch of (history, item, disliked) requests."""
         prompts, seen, targets = [], [], []
         for history, item, disliked in requests:
-            liked, bad, [target] = self.resolve(history), self.resolve(disliked), self.resolve([item])
+            liked, bad = self.read_history(history, unknown_items), self.read_history(disliked, unknown_items)
+            target = self.lookup(item)
+            if target is None:
+                if unknown_items != "keep" or not free_text(item):
+                    raise LlmrecError(self._unknown_message(str(item)))
+                title = free_text(item)
+            else:
+                title = self.titles[target]
             events = [(i, True) for i in liked] + [(i, False) for i in bad]
             events = events[-self.max_history :]
             template = self.templates["yes_no"]
 
-            def context(kept, title=self.titles[target]):
-                return {**self.words, "liked": [self.titles[i] for i, ok in kept if ok],
-                        "disliked": [self.titles[i] for i, ok in kept if not ok], "target": title}  # fmt: skip
+            def context(kept, title=title):
+                return {**self.words, "liked": [self._title(i) for i, ok in kept if ok],
+                        "disliked": [self._title(i) for i, ok in kept if not ok], "target": title}  # fmt: skip
 
             fitted = self.renderer.fit(template, events, context, "")
             if fitted is None:
                 raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
             prompts.append(fitted[0])
-            seen.append(liked)
+            seen.append([i for i in liked if isinstance(i, int)])
             targets.append(target)
         p = self.p_yes(prompts)
         if self.guide is None or not (weights := self.fusion.get("yes_no")):
             return p
         # the tuned fusion: the collaborative model reads the liked history (a request does not
-        # say how liked and disliked items interleave in time; tune reads every event in order)
-        return fused_yes(p, target_log_probs(self.guide, seen, targets, self.item_ids), weights).tolist()
+        # say how liked and disliked items interleave in time; tune reads every event in order);
+        # a target outside the catalogue has no collaborative score: the LLM's p alone
+        known = [r for r, t in enumerate(targets) if t is not None]
+        if known:
+            s_cf = target_log_probs(self.guide, [seen[r] for r in known], [targets[r] for r in known], self.item_ids)
+            for r, value in zip(known, fused_yes([p[r] for r in known], s_cf, weights).tolist()):
+                p[r] = value
+        return p
 
     def p_yes(self, prompts: Sequence[str]) -> list[float]:
         """p(yes) for rendered yes/no prompts (e.g. a prepared split's), renormalised over Yes and No."""
@@ -334,27 +403,28 @@ class Recommender:
         rows = self.backend.label_logprobs(prompts, self.rank_ids[: max(n_candidates, default=0)])
         return [row[:n] for row, n in zip(rows, n_candidates)]
 
-    def explain(self, history: Sequence[str | int], item: str | int) -> dict[str, Any]:
-        """A generated explanation of recommending ``item``, with its grounding check."""
-        return self._explain_many(self.resolve(history), self.resolve([item]))[0]
+    def explain(self, history: Sequence[str | int], item: str | int, unknown_items: str = "keep") -> dict[str, Any]:
+        """A generated explanation of recommending ``item`` (a catalogue item), with its grounding check."""
+        return self._explain_many(self.read_history(history, unknown_items), self.resolve([item]))[0]
 
-    def _explain_many(self, history: list[int], items: list[int]) -> list[dict[str, Any]]:
+    def _explain_many(self, history: Sequence[int | str], items: list[int]) -> list[dict[str, Any]]:
         prompts = [self._prompt("explain", history, {"target": self.titles[i]}) for i in items]
         texts = self.backend.generate(prompts, max_new_tokens=80)
-        shown = [self.titles[i] for i in history[-self.max_history :]]
+        shown = [self._title(e) for e in list(history)[-self.max_history :]]
         out = []
         for item, text in zip(items, texts):
             g = self.checker.check(text, shown, self.titles[item])
             out.append({"text": text, "grounded": g.grounded, "cited": g.cited, "invented": g.invented})
         return out
 
-    def rank(self, history: Sequence[str | int], candidates: Sequence[str | int]) -> list[Recommendation]:
-        """``candidates`` ordered best first, scored in one pass.
+    def rank(self, history: Sequence[str | int], candidates: Sequence[str | int],
+             unknown_items: str = "keep") -> list[Recommendation]:  # fmt: skip
+        """``candidates`` (catalogue items) ordered best first, scored in one pass.
 
         Up to as many candidates as the rank template has labels (20): the label log-probability
         of each at the answer position. More: the catalogue index restricted to the candidates.
         """
-        positions, cands = self.resolve(history), self.resolve(candidates)
+        positions, cands = self.read_history(history, unknown_items), self.resolve(candidates)
         if len(set(cands)) != len(cands) or not cands:
             raise LlmrecError("candidates must be distinct and at least one")
         if len(cands) <= len(self.rank_labels) and all(len(ids) == 1 for ids in self.rank_ids):

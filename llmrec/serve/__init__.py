@@ -1,0 +1,1 @@
+"""``llmrec serve``: the HTTP service (FastAPI + uvicorn; the ``serve`` extra)."""
