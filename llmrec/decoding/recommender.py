@@ -166,11 +166,14 @@ class Recommender:
                                            answer_tokens(tokenizer, answers, prefix, tokenizer.eos_token))  # fmt: skip
         self.backend.set_catalog(self.index)
         for item, title in zip(item_ids, titles):
-            self.position[str(item)] = len(self.titles)
-            self.by_title[title] = len(self.titles)
-            self.by_norm[normalize_title(title)] = len(self.titles)
+            # the lists grow before the lookups name the new position: a reader on another
+            # thread (the service's feedback handler) never gets a position past their end
+            n = len(self.titles)
             self.item_ids.append(str(item))
             self.titles.append(title)
+            self.by_norm[normalize_title(title)] = n
+            self.by_title[title] = n
+            self.position[str(item)] = n
         self.checker = GroundingChecker(self.titles)
 
     def lookup(self, ref: str | int) -> int | None:
@@ -258,6 +261,15 @@ class Recommender:
     def default_mode(self) -> str:
         """What ``mode="auto"`` means for this model: the tuned fusion, else the LLM alone."""
         return self.fusion.get("mode", "llm") if self.guide is not None else "llm"
+
+    def mode_used(self, history: Sequence[str | int], mode: str = "auto") -> str:
+        """The mode ``recommend`` answers ``history`` in: ``mode`` (``auto`` resolved), or ``llm``
+        when the collaborative model knows none of the history's items."""
+        mode = self.default_mode() if mode == "auto" else mode
+        if mode == "llm" or self.guide is None:
+            return mode
+        known = [e for e in self.read_history(history, "drop") if isinstance(e, int)]
+        return mode if self.guide.knows(known, self.item_ids) else "llm"
 
     def recommend_many(self, histories: Sequence[Sequence[str | int]], k: int = 10, explain: bool = False,
                        exclude_history: bool = True, length_normalize: bool = False, mode: str = "auto",

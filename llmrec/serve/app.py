@@ -22,10 +22,11 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmrec.errors import LlmrecError, shorten
 from llmrec.serve.batching import MicroBatcher, Overloaded
@@ -46,6 +47,9 @@ log = logging.getLogger("llmrec.serve")
 ENDPOINTS = ("/v1/recommend", "/v1/predict", "/v1/rank", "/v1/explain", "/v1/feedback", "/v1/items",
              "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")  # fmt: skip
 RETRY_AFTER_S = "1"
+# the scope each endpoint needs; the others (health, readiness, metrics, schema) carry no user data
+SCOPES = {"/v1/recommend": "read", "/v1/predict": "read", "/v1/rank": "read", "/v1/explain": "read",
+          "/v1/feedback": "feedback", "/v1/items": "admin"}  # fmt: skip
 
 
 class Service:
@@ -126,10 +130,10 @@ class Service:
         results = rec.recommend_many(histories, first["k"], first["explain"], mode=first["mode"],
                                      guide_weight=first["guide_weight"], unknown_items=first["unknown_items"],
                                      exclude=[p["exclude"] for p in payloads])  # fmt: skip
-        mode = rec.default_mode() if first["mode"] == "auto" else first["mode"]
         out = []
         for history, items in zip(histories, results):
-            body = {"items": [i.to_dict() for i in items], "mode": mode, "unknown_history": rec.count_unknown(history)}
+            body = {"items": [i.to_dict() for i in items], "mode": rec.mode_used(history, first["mode"]),
+                    "unknown_history": rec.count_unknown(history)}  # fmt: skip
             if note := rec.short_note(first["k"], len(items)):
                 body["note"] = note
             out.append(body)
@@ -191,24 +195,11 @@ def create_app(options: ServeOptions, recommender=None) -> FastAPI:
     app.state.service = service
     app.add_middleware(Gate, service=service)
 
-    def require(scope: str):
-        async def check(request: Request) -> None:
-            if service.keys is None:
-                return
-            header = request.headers.get("authorization", "")
-            key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-            status = service.keys.check(key, scope)
-            if status == 401:
-                raise HTTPException(401, "missing or unknown API key (Authorization: Bearer KEY)",
-                                    headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-            if status == 403:
-                raise HTTPException(403, f"this key may not use scope '{scope}'")
-
-        return Depends(check)
-
     async def model(kind: str, key: Any, payload: dict) -> dict:
         if not service.ready.is_set():
             raise HTTPException(503, service.load_error or "the model is loading", headers={"Retry-After": RETRY_AFTER_S})
+        if not service.batcher.alive():
+            raise HTTPException(503, "the model thread has stopped; restart the server")
         try:
             return await service.batcher.submit(kind, key, payload, options.timeout_s)
         except Overloaded:
@@ -219,22 +210,16 @@ def create_app(options: ServeOptions, recommender=None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = _field(first.get("loc", ()))
+        field = "body" if first.get("type") == "json_invalid" else _field(first.get("loc", ()))
         return _error(request, 422, f"{field}: {first.get('msg', 'invalid')}", field=field)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # the router's 404/405 too
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(LlmrecError)
     async def user_error(request: Request, exc: LlmrecError) -> JSONResponse:
         return _error(request, 422, shorten(exc, 300))
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        # the frames only: an exception's message can quote a request's titles
-        log.error("%s internal error %s\n%s", _rid(request), type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
-        return _error(request, 500, "internal error")
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -242,15 +227,17 @@ def create_app(options: ServeOptions, recommender=None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(request: Request):
-        if service.ready.is_set():
+        if service.ready.is_set() and service.batcher.alive():
             return {"status": "ready", "catalogue_items": len(service.rec.item_ids)}
+        if service.ready.is_set():
+            return _error(request, 503, "the model thread has stopped; restart the server")
         return _error(request, 503, service.load_error or "the model is loading", headers={"Retry-After": RETRY_AFTER_S})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/recommend", dependencies=[require("read")])
+    @app.post("/v1/recommend")
     async def recommend(body: RecommendRequest, request: Request) -> dict:
         """Top-k catalogue items after a history (or a known user's), optionally explained."""
         if body.user is not None:
@@ -261,22 +248,22 @@ def create_app(options: ServeOptions, recommender=None) -> FastAPI:
         key = (body.k, body.explain, body.mode, body.guide_weight, body.unknown_items)
         return _ok(request, await model("recommend", key, payload))
 
-    @app.post("/v1/predict", dependencies=[require("read")])
+    @app.post("/v1/predict")
     async def predict(body: PredictRequest, request: Request) -> dict:
         """p(yes): will a user with this history like the target item?"""
         return _ok(request, await model("predict", body.unknown_items, body.model_dump()))
 
-    @app.post("/v1/rank", dependencies=[require("read")])
+    @app.post("/v1/rank")
     async def rank(body: RankRequest, request: Request) -> dict:
         """The candidates (catalogue items) ordered best first."""
         return _ok(request, await model("rank", None, body.model_dump()))
 
-    @app.post("/v1/explain", dependencies=[require("read")])
+    @app.post("/v1/explain")
     async def explain(body: ExplainRequest, request: Request) -> dict:
         """Why this catalogue item for this history, with a grounding check."""
         return _ok(request, await model("explain", None, body.model_dump()))
 
-    @app.post("/v1/feedback", dependencies=[require("feedback")])
+    @app.post("/v1/feedback")
     async def feedback(body: FeedbackRequest, request: Request) -> dict:
         """Append an event to the durable feedback log (on disk before this answers)."""
         _note(request, user=service.user_tag(body.user))
@@ -288,15 +275,16 @@ def create_app(options: ServeOptions, recommender=None) -> FastAPI:
         record = event_record(str(body.user), service.rec.item_ids[pos], service.rec.titles[pos], body.event,
                               body.timestamp if body.timestamp is not None else round(time.time(), 3),
                               body.context, _rid(request))  # fmt: skip
-        if len(json.dumps(record.get("context") or {})) > options.max_body_bytes:
-            raise HTTPException(413, "context: too large")
         await asyncio.to_thread(service.feedback.append, record)
         service.metrics.feedback.labels(body.event).inc()
         return _ok(request, {"logged": True, "item_id": record["item"]})
 
-    @app.post("/v1/items", dependencies=[require("admin")])
+    @app.post("/v1/items")
     async def items(body: ItemsRequest, request: Request) -> dict:
         """Add catalogue items now: recommendable at once, without retraining."""
+        if options.workers > 1:
+            raise HTTPException(409, "items cannot be added at run time with --workers > 1 (each worker has its own "
+                                     "catalogue); add them to the data and restart")  # fmt: skip
         return _ok(request, await model("items", None, body.model_dump()))
 
     return app
@@ -345,29 +333,51 @@ class Gate:
         started = time.perf_counter()
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
 
         async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                status["code"], status["started"] = message["status"], True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
 
+        async def refuse(code: int, error: str, headers: dict[str, str] | None = None) -> None:
+            await _send_json(send_with_id, code, {"error": error, "request_id": rid}, headers)
+
         try:
-            body, too_big = await _read_body(receive, self.service.options.max_body_bytes, scope)
-            if too_big:
-                status["code"] = 413
-                await _send_json(send_with_id, 413, {"error": f"body larger than {self.service.options.max_body_bytes} bytes",
-                                                     "request_id": rid})  # fmt: skip
+            if (needed := SCOPES.get(path)) is not None and (problem := self._auth(scope, needed)) is not None:
+                await refuse(*problem)  # before the body is read: no key, no work
                 return
-            replay = _replay(body, receive)
-            await self.app(scope, replay, send_with_id)
+            limit = self.service.options.max_body_bytes
+            body, too_big = await _read_body(receive, limit, scope)
+            if too_big:
+                await refuse(413, f"body larger than {limit} bytes")
+                return
+            await self.app(scope, _replay(body, receive), send_with_id)
+        except Exception as exc:  # noqa: BLE001 - a bug: the frames are logged, never the message (it can quote titles)
+            log.error("%s internal error %s\n%s", rid, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+            if not status["started"]:
+                await refuse(500, "internal error")
         finally:
             seconds = time.perf_counter() - started
             self.service.metrics.observe(endpoint, status["code"], seconds)
             extra = "".join(f" {k}={v}" for k, v in scope["state"].get("log", {}).items())
             log.info("%s %s %s %d %.1fms%s", rid, scope["method"], endpoint, status["code"], seconds * 1000, extra)
+
+    def _auth(self, scope, needed: str) -> tuple[int, str, dict[str, str] | None] | None:
+        """(status, error, headers) when the request may not use ``needed``; None when it may."""
+        keys = self.service.keys
+        if keys is None:
+            return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key")
+        verdict = keys.check(key, needed)
+        if verdict == 401:
+            return 401, "missing or unknown API key (Authorization: Bearer KEY)", {"WWW-Authenticate": "Bearer"}
+        if verdict == 403:
+            return 403, f"this key may not use scope '{needed}'", None
+        return None
 
 
 async def _read_body(receive, limit: int, scope) -> tuple[bytes, bool]:
@@ -401,10 +411,11 @@ def _replay(body: bytes, receive):
     return replay
 
 
-async def _send_json(send, status: int, body: dict) -> None:
+async def _send_json(send, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
     data = json.dumps(body).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]})  # fmt: skip
     await send({"type": "http.response.body", "body": data})
 
 

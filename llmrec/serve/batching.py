@@ -6,7 +6,7 @@ equal to share a call (the task and its parameters: ``k``, mode, ...), and answe
 with one batched call. A group whose batched call fails is answered request by request, so one
 bad request fails alone. A full queue refuses new work at once (the service answers 503 with
 Retry-After) instead of letting latency grow without bound; a job whose caller stopped waiting
-(timeout, disconnect) is skipped when its turn comes.
+(its timeout passed) is skipped when its turn comes.
 
 The model runs on this one thread only: torch already uses every core for one call, and the
 backends are not made for concurrent calls.
@@ -60,12 +60,19 @@ class MicroBatcher:
             self._started = True
             self._thread.start()
 
-    def stop(self) -> None:
-        """Answer what is queued, then stop the worker."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Answer what is queued (waiting up to ``timeout`` for room to say stop), then stop the worker."""
         if self._started:
-            self.queue.put(None)
-            self._thread.join()
+            try:
+                self.queue.put(None, timeout=timeout)
+            except queue.Full:
+                pass  # the thread is a daemon: it ends with the process
+            self._thread.join(timeout)
             self._started = False
+
+    def alive(self) -> bool:
+        """Whether the model thread runs (a request put on the queue will be answered)."""
+        return self._thread.is_alive()
 
     def depth(self) -> int:
         return self.queue.qsize()
@@ -102,7 +109,12 @@ class MicroBatcher:
                     stopping = True
                     break
                 batch.append(job)
-            self._answer(batch)
+            try:
+                self._answer(batch)
+            except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting on a dead thread
+                for job in batch:
+                    _deliver(job, exc)
+                raise
 
     def _answer(self, batch: list[Job]) -> None:
         groups: dict[tuple[str, Hashable], list[Job]] = {}
@@ -114,7 +126,7 @@ class MicroBatcher:
                 self.on_batch(kind, len(jobs))
             results = self._call(kind, [j.payload for j in jobs])
             for job, result in zip(jobs, results):
-                job.loop.call_soon_threadsafe(_settle, job.future, result)
+                _deliver(job, result)
 
     def _call(self, kind: str, payloads: list[Any]) -> list[Any]:
         function = self.functions[kind]
@@ -129,10 +141,18 @@ class MicroBatcher:
         out = []
         for payload in payloads:  # one by one: the bad request fails alone
             try:
-                out += list(function([payload]))
+                [result] = function([payload])
+                out.append(result)
             except Exception as exc:
                 out.append(exc)
         return out
+
+
+def _deliver(job: Job, result: Any) -> None:
+    try:
+        job.loop.call_soon_threadsafe(_settle, job.future, result)
+    except RuntimeError:  # the caller's event loop is closed: nobody is waiting
+        pass
 
 
 def _settle(future: asyncio.Future, result: Any) -> None:

@@ -50,18 +50,23 @@ class FeedbackLog:
             os.close(parent)
 
     def _drop_partial_line(self) -> None:
+        """Cut the file after its last newline (a line a crash cut short), however long that line."""
         with self._locked():
             size = os.fstat(self._fd).st_size
-            if size == 0:
-                return
+            keep, chunk = size, 65536
             with self.path.open("rb") as fh:
-                fh.seek(max(0, size - 65536))
-                tail = fh.read()
-            if tail.endswith(b"\n"):
-                return
-            cut = tail.rfind(b"\n")
-            keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else None)
-            if keep is not None:
+                while keep > 0:
+                    start = max(0, keep - chunk)
+                    fh.seek(start)
+                    block = fh.read(keep - start)
+                    if keep == size and block.endswith(b"\n"):
+                        return  # whole lines: nothing to cut
+                    cut = block.rfind(b"\n")
+                    if cut >= 0:
+                        keep = start + cut + 1
+                        break
+                    keep = start
+            if keep != size:
                 os.truncate(self.path, keep)
                 os.fsync(self._fd)
 
@@ -69,6 +74,8 @@ class FeedbackLog:
     def _locked(self) -> Iterator[None]:
         """This process's threads, then other processes (``--workers``), one at a time."""
         with self._lock:
+            if self._fd < 0:
+                raise OSError(f"{self.path}: the feedback log is closed (the server is stopping)")
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -86,7 +93,11 @@ class FeedbackLog:
             os.fsync(self._fd)
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the file once no append is in progress; later appends fail."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def event_record(user: str, item_id: str, title: str, event: str, timestamp: float, context: dict | None,
