@@ -50,8 +50,8 @@ def evaluate(model: str, data: str, out: Path, tasks: str, users: int) -> dict:
 
 
 def score(args: argparse.Namespace, model: str, name: str) -> dict:
-    """yes/no and rank over every valid user; next-item over --next-users of them."""
-    result = evaluate(model, args.data, args.out / f"{name}-valid", "yes_no,rank", 0)
+    """``--tasks`` (yes/no and rank) over every valid user; next-item over --next-users of them."""
+    result = evaluate(model, args.data, args.out / f"{name}-valid", args.tasks, 0)
     if args.next_users:
         result.update(evaluate(model, args.data, args.out / f"{name}-valid-next", "next_item", args.next_users))
     return result
@@ -65,13 +65,18 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, help="an adapter whose manifest stands in while the run goes on")
     parser.add_argument("--next-users", type=int, default=0, help="valid users for next-item NDCG@10 (0: skip)")
     parser.add_argument("--every", type=int, default=1, help="score every Nth checkpoint")
+    parser.add_argument("--steps", type=int, nargs="+", help="score only these checkpoints (optimizer steps)")
+    parser.add_argument("--tasks", default="yes_no,rank", help="tasks over every valid user (default: yes_no,rank)")
     args = parser.parse_args()
     source = args.manifest or args.run
     manifest = json.loads((source / "llmrec_adapter.json").read_text())
     recipe = manifest["recipe"]
-    per_step = recipe["batch_size"] * recipe["grad_accum"]
+    # samples an optimizer step: batch x accumulation x processes (a two-process run takes 2 batches a step)
+    per_step = recipe["batch_size"] * recipe["grad_accum"] * int(manifest.get("training", {}).get("processes", 1))
     checkpoints = sorted(args.run.parent.glob(f"{args.run.name}.checkpoints/checkpoint-*"),
                          key=lambda p: int(p.name.split("-")[1]))[:: args.every]  # fmt: skip
+    if args.steps:
+        checkpoints = [c for c in checkpoints if int(c.name.split("-")[1]) in set(args.steps)]
     rows = [{"samples": 0, **score(args, manifest["base_model"]["name"], "base")}]
     for checkpoint in checkpoints:
         folder = snapshot(checkpoint, manifest, per_step, args.out / checkpoint.name)
@@ -80,8 +85,9 @@ def main() -> None:
     print("| samples seen | valid yes/no AUC | valid user-AUC | valid rank NDCG@5 | valid next-item NDCG@10 |")
     print("|---|---|---|---|---|")
     for r in rows:
+        shown = [f"{r[m]:.3f}" if m in r else "-" for m in ("auc", "uauc", "rank_ndcg@5")]
         ndcg = f"{r['ndcg@10']:.4f}" if "ndcg@10" in r else "-"
-        print(f"| {r['samples']} | {r['auc']:.3f} | {r['uauc']:.3f} | {r['rank_ndcg@5']:.3f} | {ndcg} |")
+        print(f"| {r['samples']} | {' | '.join(shown)} | {ndcg} |")
 
 
 if __name__ == "__main__":
