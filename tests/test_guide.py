@@ -285,3 +285,22 @@ def test_new_items_and_unknown_histories_with_a_guide(guided):
     for bad in (float("nan"), -1.0):
         with pytest.raises(LlmrecError, match="guide weight"):
             rec.recommend(["1"], 3, mode="generate", guide_weight=bad)
+
+
+def test_text_embeddings_start_sasrec_from_the_titles(toy_model: Path):
+    import torch
+
+    from llmrec.collab.sasrec import SASRec
+    from llmrec.collab.text import INIT_STD, project, title_embeddings
+
+    titles = ["Heat (1995)", "Toy Story (1995)", "Toy Story 2 (1999)", "A", "Casino (1995)"]
+    emb = title_embeddings(titles, str(toy_model), batch_size=2)
+    assert emb.shape == (5, 16) and np.isfinite(emb).all()
+    # batched by length or alone: the same reading of a title
+    assert np.allclose(emb[2], title_embeddings(["Toy Story 2 (1999)"], str(toy_model))[0], atol=1e-5)
+    init = project(emb, 8)
+    assert init.shape == (5, 8) and abs(init.std() - INIT_STD) < 1e-6
+    model = SASRec(dim=8, layers=1, heads=1, epochs=0, item_init=init).fit([[0, 1, 2], [1, 2, 3]], 5)
+    assert torch.allclose(model.net.items.weight[1:], torch.as_tensor(init))  # no epoch run: still the titles
+    with pytest.raises(ValueError, match="item_init"):
+        SASRec(dim=8, epochs=0, item_init=init[:4]).fit([[0, 1]], 5)

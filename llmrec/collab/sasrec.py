@@ -68,12 +68,15 @@ class SASRec:
         seed: Seed of initialisation and batching.
         negatives: Sampled negatives per batch; 0 = full softmax; None = full softmax unless an
             epoch would cost more than ``FULL_SOFTMAX_BUDGET`` logits, then ``NEGATIVES``.
+        item_init: (items, dim) starting item embeddings, e.g. the LLM's reading of each title
+            (:func:`llmrec.collab.text.project`); default random.
     """
 
     def __init__(self, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.2, max_len: int = 50,
                  epochs: int = 200, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                 negatives: int | None = None) -> None:  # fmt: skip
+                 negatives: int | None = None, item_init: np.ndarray | None = None) -> None:  # fmt: skip
         self.options = dict(dim=dim, layers=layers, heads=heads, dropout=dropout, max_len=max_len)
+        self.item_init = item_init
         self.max_len, self.epochs, self.batch_size, self.lr, self.seed = max_len, epochs, batch_size, lr, seed
         self.negatives = negatives
         self.net: _Net | None = None
@@ -99,6 +102,11 @@ class SASRec:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.net = _Net(n_items, **self.options)
+        if self.item_init is not None:
+            if self.item_init.shape != (n_items, self.options["dim"]):
+                raise ValueError(f"item_init: expected shape {(n_items, self.options['dim'])}, got {self.item_init.shape}")
+            with torch.no_grad():
+                self.net.items.weight[1:] = torch.as_tensor(self.item_init, dtype=torch.float32)
         long = [list(s)[-(self.max_len + 1) :] for s in sequences if len(s) >= 2]
         inputs, lengths = self._pad([s[:-1] for s in long])
         targets = self._pad([s[1:] for s in long])[0] - 1  # -1: padding, no target
