@@ -6,8 +6,11 @@ Run from the repository root after `make install`:
 
 The shipped adapter on the embedded ml-latest-small with the transformers backend: the first
 ``--users`` users (sorted by id), each with their whole history (the newest 20 items are shown),
-top-``k`` with the history excluded, in batches of ``--batch``. Loading is timed apart from
-recommending. Also times yes/no scoring of one target per user. Prints Markdown rows.
+top-``k`` with the history excluded, in batches of ``--batch``, in each of ``--modes`` (``llm``:
+beam search over the catalogue; ``generate``: the same with the collaborative guide's mass in
+every step; ``rerank``: the guide's top candidates rescored by the LLM; the last two need a
+model with ``cf/``, e.g. ``--model runs/shipped-v2``). Loading is timed apart from recommending.
+Also times yes/no scoring of one target per user. Prints Markdown rows.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--device", default=None)
+    parser.add_argument("--model", help="an adapter folder (default: the shipped adapter)")
+    parser.add_argument("--data", help="as recommend --data (default: embedded ml-latest-small)")
+    parser.add_argument("--modes", nargs="+", default=["llm"], choices=["llm", "generate", "rerank", "cf"])
     args = parser.parse_args()
 
     import torch
@@ -30,28 +36,29 @@ def main() -> None:
     from llmrec.decoding.recommender import Recommender
 
     started = time.perf_counter()
-    rec = Recommender.load(device=args.device)
+    rec = Recommender.load(args.model, args.data, device=args.device)
     load_s = time.perf_counter() - started
     users = sorted(rec.interactions["user_id"].astype(str).unique(), key=lambda u: (len(u), u))[: args.users]
     histories = [rec.user_history(u) for u in users]
     print(f"load: {load_s:.1f} s; device {rec.backend.device}, {torch.get_num_threads()} threads; "
           f"{len(rec.titles):,} items, {rec.index.trie.n_nodes:,} trie nodes")  # fmt: skip
-    print("| task | batch | users | k | seconds | users/s | items/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| task | mode | batch | users | k | seconds | users/s | items/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for batch in args.batch:
-        rec = Recommender.load(device=args.device, batch_size=batch)  # the batch size is fixed at load
-        started = time.perf_counter()
-        out = rec.recommend_many(histories, args.k)
-        seconds = time.perf_counter() - started
-        assert all(len(o) == args.k for o in out)
-        print(f"| next_item | {batch} | {len(users)} | {args.k} | {seconds:.1f} | {len(users) / seconds:.2f} | "
-              f"{len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
+        rec = Recommender.load(args.model, args.data, device=args.device, batch_size=batch)  # batch size fixed at load
+        for mode in args.modes:
+            started = time.perf_counter()
+            out = rec.recommend_many(histories, args.k, mode=mode)
+            seconds = time.perf_counter() - started
+            assert all(len(o) == args.k for o in out)
+            print(f"| next_item | {mode} | {batch} | {len(users)} | {args.k} | {seconds:.1f} | "
+                  f"{len(users) / seconds:.2f} | {len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
     targets = [(h[:-1], h[-1], ()) for h in histories]
     started = time.perf_counter()
     probs = rec.predict_yes_no_many(targets)
     seconds = time.perf_counter() - started
     assert all(0 <= p <= 1 for p in probs)
-    print(f"| yes_no | {args.batch[-1]} | {len(users)} | - | {seconds:.1f} | {len(users) / seconds:.2f} | - |")
+    print(f"| yes_no | - | {args.batch[-1]} | {len(users)} | - | {seconds:.1f} | {len(users) / seconds:.2f} | - |")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 
