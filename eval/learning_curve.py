@@ -50,8 +50,8 @@ def evaluate(model: str, data: str, out: Path, tasks: str, users: int) -> dict:
 
 
 def score(args: argparse.Namespace, model: str, name: str) -> dict:
-    """``--tasks`` (yes/no and rank) over every valid user; next-item over --next-users of them."""
-    result = evaluate(model, args.data, args.out / f"{name}-valid", args.tasks, 0)
+    """``--tasks`` (yes/no and rank) over ``--users`` valid users (0: all); next-item over --next-users of them."""
+    result = evaluate(model, args.data, args.out / f"{name}-valid", args.tasks, args.users)
     if args.next_users:
         result.update(evaluate(model, args.data, args.out / f"{name}-valid-next", "next_item", args.next_users))
     return result
@@ -66,7 +66,8 @@ def main() -> None:
     parser.add_argument("--next-users", type=int, default=0, help="valid users for next-item NDCG@10 (0: skip)")
     parser.add_argument("--every", type=int, default=1, help="score every Nth checkpoint")
     parser.add_argument("--steps", type=int, nargs="+", help="score only these checkpoints (optimizer steps)")
-    parser.add_argument("--tasks", default="yes_no,rank", help="tasks over every valid user (default: yes_no,rank)")
+    parser.add_argument("--tasks", default="yes_no,rank", help="tasks over the valid users (default: yes_no,rank)")
+    parser.add_argument("--users", type=int, default=0, help="valid users drawn with seed 0 (default 0: all)")
     args = parser.parse_args()
     source = args.manifest or args.run
     manifest = json.loads((source / "llmrec_adapter.json").read_text())
