@@ -276,3 +276,14 @@ def test_smoke_two_lora_steps_on_the_real_smollm2(prepared_small: Path, tmp_path
     assert all(math.isfinite(v.abs().sum().item()) for v in weights.values())
     assert math.isfinite(manifest["metrics"]["valid"]["yes_no"]["loss"])
     assert manifest["base_model"]["hub_id"] == EMBEDDED_HUB_ID
+
+
+def test_a_resumed_runs_tokens_add_up_over_its_parts():
+    from llmrec.training.train import token_segments
+
+    # TRL counts tokens from the start of each process: a resume makes the count drop
+    log = [{"loss": 1.0}, {"num_tokens": 100.0}, {"num_tokens": 250.0}, {"num_tokens": 40.0}, {"eval_loss": 1.0},
+           {"num_tokens": 90.0}]  # fmt: skip
+    assert token_segments(log) == [250, 90]
+    assert token_segments([{"num_tokens": 5.0}, {"num_tokens": 9.0}]) == [9]
+    assert token_segments([]) == []

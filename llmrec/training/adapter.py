@@ -108,7 +108,10 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         f"- device: {run['device']}, precision {run['precision']}, {run['processes']} process(es)",
         (
-            f"- {run['seconds']:.0f} s, {run['samples_per_second']:.2f} samples/s, "
+            f"- {run['seconds']:.0f} s"
+            + (f" for the {run['steps_this_part']} steps after resuming from {run['resumed_from']}"
+               if run.get("resumed_from") and "steps_this_part" in run else "")
+            + f", {run['samples_per_second']:.2f} samples/s, "
             f"{run['tokens_per_second']:.0f} tokens/s, peak memory {run['peak_memory_mib']:,} MiB"
         ),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()),

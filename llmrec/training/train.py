@@ -279,25 +279,46 @@ def _valid_metrics(trainer, valid: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return metrics
 
 
+def token_segments(log_history: list[dict]) -> list[int]:
+    """Tokens trained in each part of a run: TRL's logged ``num_tokens`` counts from the start of
+    each process, so a resumed run's count drops where it was resumed; each part's last count."""
+    parts: list[int] = []
+    last = None
+    for entry in log_history:
+        if "num_tokens" not in entry:
+            continue
+        value = int(entry["num_tokens"])
+        if last is None or value < last:
+            parts.append(value)
+        else:
+            parts[-1] = value
+        last = value
+    return parts
+
+
 def _run_stats(trainer, result, recipe: Recipe, run: _Run, precision: str, per_step: int, started: float):
     """Steps, samples, tokens, time, memory and device of a finished run (the manifest's ``training``)."""
     import torch
     from accelerate import PartialState
 
     cuda = torch.cuda.is_available()
-    logged_tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
     steps = trainer.state.global_step
+    # train_runtime covers this process's part of a resumed run only: rates are over that part
     seconds = float(result.metrics.get("train_runtime", 0.0))
+    resumed_at = int(Path(run.resume_from).name.split("-")[-1]) if run.resume_from else 0
     samples = steps * per_step
-    tokens = int(logged_tokens[-1]) if logged_tokens else 0
+    segments = token_segments(trainer.state.log_history)
+    tokens = sum(segments)
+    tokens_here = segments[-1] if resumed_at and segments else tokens
     if not tokens:  # a run shorter than logging_steps logs no count: take it from the tokenized rows
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-        tokens = round(sum(lengths) * samples / max(1, len(lengths)))
+        tokens = tokens_here = round(sum(lengths) * samples / max(1, len(lengths)))
     best = trainer.state.best_model_checkpoint
     return {
         "steps": steps, "samples": samples, "tokens": tokens, "seconds": round(seconds, 1),
-        "samples_per_second": samples / seconds if seconds else 0.0,
-        "tokens_per_second": tokens / seconds if seconds else 0.0,
+        "steps_this_part": steps - resumed_at,
+        "samples_per_second": (steps - resumed_at) * per_step / seconds if seconds else 0.0,
+        "tokens_per_second": tokens_here / seconds if seconds else 0.0,
         "peak_memory_mib": _peak_memory_mib(cuda),
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
         "precision": precision,
