@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmrec.decoding.recommender import free_text
 from llmrec.errors import LlmrecError, shorten
 from llmrec.serve.batching import MicroBatcher, Overloaded
 from llmrec.serve.feedback import FeedbackLog, event_record
@@ -147,7 +148,7 @@ class Service:
         for x, value in zip(payloads, p):
             pos = rec.lookup(x["target"])
             target = ({"item_id": rec.item_ids[pos], "title": rec.titles[pos], "in_catalogue": True} if pos is not None
-                      else {"item_id": None, "title": _free_text(x["target"]), "in_catalogue": False})  # fmt: skip
+                      else {"item_id": None, "title": free_text(x["target"]), "in_catalogue": False})  # fmt: skip
             out.append({"p_yes": round(float(value), 6), "target": target,
                         "unknown_history": rec.count_unknown(x["history"]) + rec.count_unknown(x["disliked"])})  # fmt: skip
         return out
@@ -172,12 +173,6 @@ class Service:
         self.rec.add_items(ids, [i["title"] for i in x["items"]])
         self.metrics.items_added.inc(len(ids))
         return {"added": len(ids), "catalogue_items": len(self.rec.item_ids)}
-
-
-def _free_text(ref) -> str:
-    from llmrec.decoding.recommender import free_text
-
-    return free_text(ref)
 
 
 def create_app(options: ServeOptions, recommender=None) -> FastAPI:

@@ -8,26 +8,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmrec.decoding.recommender import LoadOptions
 from llmrec.errors import LlmrecError
 from llmrec.options import option
 
-BACKENDS = ("hf", "vllm")
-
 
 @dataclass(kw_only=True)
-class ServeOptions:
-    """How ``llmrec serve`` runs."""
+class ServeOptions(LoadOptions):
+    """How ``llmrec serve`` runs: the model and catalogue as recommend loads them, then the server's own."""
 
-    model: str | None = option(None, "an llmrec adapter folder, or a base model (default: the shipped adapter)")
-    data: str | None = option(None, "a prepared folder or raw data (default: embedded ml-latest-small)")
-    backend: str = option("hf", "inference engine", choices=BACKENDS)
-    device: str | None = option(None, "cpu or cuda (default: cuda when available)")
     host: str = option("127.0.0.1", "address to listen on")
     port: int = option(8000, "port to listen on")
     keys: Path | None = option(None, "API keys file (make one with `llmrec serve keys add`)")
     insecure_no_auth: bool = option(False, "serve without keys (allowed on a loopback host only)")
     feedback: Path = option(Path("feedback.jsonl"), "the durable feedback log (JSON lines, appended)")
-    # 8: on a 2-core CPU a batch of 8 yes/no prompts already keeps both cores busy (eval/bench_serve.py)
+    # 8: the HF backend's default batch on a GPU; not yet measured for the service (eval/bench_serve.py)
     max_batch: int = option(8, "most requests answered by one model call (1: no micro-batching)")
     max_wait_ms: float = option(5.0, "how long the first request of a batch waits for others")
     max_queue: int = option(64, "requests waiting for the model beyond which new ones get 503")
