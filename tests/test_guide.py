@@ -224,6 +224,26 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     rec.fusion["yes_no"] = weights
 
 
+def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):
+    import shutil
+
+    from llmrec.evaluation.tune import TuneOptions, tune
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=25,
+                              lambdas=["0", "100"], tasks=["next_item"], progress=False))  # fmt: skip
+    sizes = fusion["valid"]["by_candidates"]
+    assert list(sizes) == ["10", "20", "25"]
+    recalls = [sizes[n]["candidate_recall"] for n in sizes]
+    assert recalls == sorted(recalls)  # the top 10 are inside the top 20, inside the top 25
+    best = max(m["ndcg@10"] for m in sizes.values())
+    chosen = sizes[str(fusion["rerank_candidates"])]
+    assert chosen["ndcg@10"] == best and chosen["lambda"] == fusion["lambda"]
+    assert all(int(n) >= fusion["rerank_candidates"] for n, m in sizes.items() if m["ndcg@10"] == best)
+    assert fusion["valid"]["by_lambda"][f"{fusion['lambda']:g}"]["ndcg@10"] == best
+
+
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
     """The same adapter tuned on a copy of the data whose test events were replaced: same fusion."""
     import shutil

@@ -32,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
     if "lambda" in fusion:
         table = fusion["valid"]["by_lambda"]
         line = "  ".join(f"{lam}: {m['ndcg@10']:.4f}" for lam, m in table.items())
-        print(f"{options.model}: next item (rerank, {fusion['valid']['users']} valid users), NDCG@10 by lambda: {line}")
-        print(f"  chosen lambda {fusion['lambda']:g}; the collaborative model's {fusion['rerank_candidates']} "
-              f"candidates hold the valid item for {fusion['valid']['candidate_recall']:.1%} of users")
+        print(f"{options.model}: next item (rerank, {fusion['valid']['users']} valid users, "
+              f"{fusion['rerank_candidates']} candidates), NDCG@10 by lambda: {line}")
+        sizes = "  ".join(f"{n}: {m['ndcg@10']:.4f} (lambda {m['lambda']:g}, recall {m['candidate_recall']:.1%})"
+                          for n, m in fusion["valid"]["by_candidates"].items())
+        print(f"  NDCG@10 by candidates: {sizes}")
+        print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold the "
+              f"valid item for {fusion['valid']['candidate_recall']:.1%} of users")
     if "yes_no" in fusion:
         v = fusion["yes_no"]["valid"]
         print(f"  yes/no ({v['samples']} valid samples): AUC llm {v['llm']['auc']:.4f}, cf {v['cf']['auc']:.4f}, "

@@ -4,6 +4,8 @@ Next item: for each valid user, the collaborative model's top ``rerank_candidate
 (history excluded) are scored once by the LLM (teacher-forced title log-probability, one shared
 prefill); every lambda of the grid then ranks them by ``log p_LLM + lambda * log p_CF`` and the
 lambda with the best NDCG@10 (the smaller on a tie) is kept, so the grid costs one LLM pass.
+The number of candidates is chosen the same way among 10, 20 and ``rerank_candidates`` (the top
+n of the scored lists): fewer candidates mean less LLM work per request.
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c)`` fitted by logistic
 regression (Platt scaling) on the valid yes/no samples. Both go into the adapter manifest
 (``fusion``), which ``recommend``/``predict``/``evaluate`` then use. Only events of the train and
@@ -87,16 +89,33 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
         llm = np.asarray(rec.rerank_scores(rec._prompt("next_item", history, {}), cands))
         scored.append((cands, llm, cf[cands], target))
     per_user_s = (time.perf_counter() - began) / max(1, len(scored))
-    table = {}
-    for lam in options.grid:
-        ranks = [rank_in_list(cands, (llm + lam * cf).tolist(), target) for cands, llm, cf, target in scored]
-        m = ranking_metrics(ranks, [10])
-        table[f"{lam:g}"] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
-    best = max(options.grid, key=lambda lam: (table[f"{lam:g}"]["ndcg@10"], -lam))
-    recall = float(np.mean([target in cands for cands, _, _, target in scored]))
-    return {"mode": "rerank", "lambda": best, "rerank_candidates": options.candidates,
-            "valid": {"users": len(scored), "by_lambda": table, "candidate_recall": round(recall, 5),
-                      "seconds_per_user": round(per_user_s, 3)}}  # fmt: skip
+
+    def by_lambda(n: int) -> dict[str, dict[str, float]]:
+        """NDCG@10 and HR@10 of each lambda when only the collaborative top ``n`` are rescored."""
+        table = {}
+        for lam in options.grid:
+            ranks = [rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
+                     for cands, llm, cf, target in scored]
+            m = ranking_metrics(ranks, [10])
+            table[f"{lam:g}"] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
+        return table
+
+    # fewer candidates cost proportionally less LLM work (rerank scores each title): the candidate
+    # count is chosen with lambda, the smaller on a tie; the candidates come in collaborative order,
+    # so the top n of the scored lists are what rerank with n candidates would score
+    sizes = sorted({n for n in (10, 20) if n < options.candidates} | {options.candidates})
+    tables = {n: by_lambda(n) for n in sizes}
+    n, best = max(((n, lam) for n in sizes for lam in options.grid),
+                  key=lambda c: (tables[c[0]][f"{c[1]:g}"]["ndcg@10"], -c[0], -c[1]))  # fmt: skip
+    by_size = {}
+    for size in sizes:
+        lam = max(options.grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
+        recall = float(np.mean([target in cands[:size] for cands, _, _, target in scored]))
+        by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
+    return {"mode": "rerank", "lambda": best, "rerank_candidates": n,
+            "valid": {"users": len(scored), "by_lambda": tables[n], "by_candidates": by_size,
+                      "candidate_recall": by_size[str(n)]["candidate_recall"],
+                      "seconds_per_user": round(per_user_s, 3), "seconds_per_user_at": options.candidates}}  # fmt: skip
 
 
 def fit_platt(p_llm: np.ndarray, s_cf: np.ndarray, labels: np.ndarray) -> dict[str, float]:
