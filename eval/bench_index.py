@@ -12,6 +12,10 @@ MovieLens-100K (1,682), deduplicated; beyond those (the 100k row) each real titl
 same titles and the SmolLM2 tokenizer in the same run. Each build runs in a fresh process so its
 peak RSS is its own. vLLM turns a `choice` list into an alternation grammar for xgrammar; this
 compiles that grammar (`root ::= "t1" | "t2" | ...`) the same way.
+
+The per-step table also times generate mode's collaborative term (`guided`: the mask plus
+lambda * (log M(child) - log M(node)) gathered per step) and, apart, the once-per-request build
+of the node log-masses. `--steps-only` skips the index builds.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -120,13 +126,24 @@ def step_cost(batch: int, beams: int, repeats: int) -> dict:
             self.seconds += time.perf_counter() - started
             return out
 
+    # the collaborative guide's node log-masses (generate mode): built once per request from a
+    # score per item (seeded random log-weights stand in for a model's: the cost does not depend
+    # on the values), then gathered at every step beside the mask
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=len(names)) for _ in range(batch)]
+    started = time.perf_counter()
+    masses = [index.node_log_mass(w) for w in weights]
+    mass_ms = 1000 * (time.perf_counter() - started) / batch
+    bonus = torch.as_tensor(np.stack(masses), dtype=torch.float32)
+
     results = {}
-    for label in ("unconstrained", "constrained"):
+    for label in ("unconstrained", "constrained", "guided"):
         per_step, mask_share = [], []
         for _ in range(repeats):
             inner = None
-            if label == "constrained":
-                inner = TrieLogitsProcessor(tensors, tensors.masks([[]] * batch), enc["input_ids"].shape[1], beams)
+            if label != "unconstrained":
+                inner = TrieLogitsProcessor(tensors, tensors.masks([[]] * batch), enc["input_ids"].shape[1], beams,
+                                            bonus=bonus if label == "guided" else None)  # fmt: skip
             counter = Count(inner)
             config = GenerationConfig(num_beams=beams, num_return_sequences=beams, do_sample=False, top_k=None,
                                       top_p=None, temperature=None, max_new_tokens=24, length_penalty=0.0,
@@ -139,7 +156,8 @@ def step_cost(batch: int, beams: int, repeats: int) -> dict:
             mask_share.append(counter.seconds / counter.calls)
         results[label] = {"ms_per_step": round(1000 * min(per_step), 1),
                           "mask_ms_per_step": round(1000 * min(mask_share), 2)}  # fmt: skip
-    return {"batch": batch, "beams": beams, "threads": torch.get_num_threads(), **results}
+    return {"batch": batch, "beams": beams, "threads": torch.get_num_threads(), "mass_ms_per_request": round(mass_ms, 2),
+            **results}  # fmt: skip
 
 
 def main() -> None:
@@ -150,13 +168,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--beams", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps-only", action="store_true", help="only the per-step decoding costs")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]))))
         return
     print("| system | titles | build s | peak RSS growth MiB | size |")
     print("|---|---:|---:|---:|---|")
-    for n in args.sizes:
+    for n in [] if args.steps_only else args.sizes:
         for system in args.systems:
             done = subprocess.run([sys.executable, __file__, "--one", system, str(n)], capture_output=True, text=True)
             if done.returncode != 0:
@@ -172,9 +191,10 @@ def main() -> None:
     r = step_cost(args.batch, args.beams, args.repeats)
     print()
     print(f"Beam search on SmolLM2-135M, batch {r['batch']} x {r['beams']} beams, {r['threads']} threads:")
-    print("| decoding | ms per step | of which the mask |")
+    print(f"The guide's node log-masses: {r['mass_ms_per_request']} ms per request (once, before decoding).")
+    print("| decoding | ms per step | of which the mask (and the guide's gain) |")
     print("|---|---:|---:|")
-    for label in ("unconstrained", "constrained"):
+    for label in ("unconstrained", "constrained", "guided"):
         print(f"| {label} | {r[label]['ms_per_step']} | {r[label]['mask_ms_per_step']} |")
 
 

@@ -9,7 +9,8 @@ The shipped adapter on the embedded ml-latest-small with the transformers backen
 top-``k`` with the history excluded, in batches of ``--batch``, in each of ``--modes`` (``llm``:
 beam search over the catalogue; ``generate``: the same with the collaborative guide's mass in
 every step; ``rerank``: the guide's top candidates rescored by the LLM; the last two need a
-model with ``cf/``, e.g. ``--model runs/shipped-v2``). Loading is timed apart from recommending.
+model with ``cf/``, as the shipped adapter has; ``--candidates`` sets how many the LLM rescores).
+Loading is timed apart from recommending.
 Also times yes/no scoring of one target per user. Prints Markdown rows.
 """
 
@@ -29,6 +30,8 @@ def main() -> None:
     parser.add_argument("--model", help="an adapter folder (default: the shipped adapter)")
     parser.add_argument("--data", help="as recommend --data (default: embedded ml-latest-small)")
     parser.add_argument("--modes", nargs="+", default=["llm"], choices=["llm", "generate", "rerank", "cf"])
+    parser.add_argument("--candidates", type=int, nargs="+", default=[50],
+                        help="rerank mode: the collaborative candidates the LLM scores (one row each)")
     args = parser.parse_args()
 
     import torch
@@ -46,12 +49,16 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for batch in args.batch:
         rec = Recommender.load(args.model, args.data, device=args.device, batch_size=batch)  # batch size fixed at load
-        for mode in args.modes:
+        runs = [(m, n) for m in args.modes for n in (args.candidates if m == "rerank" else [None])]
+        for mode, n in runs:
+            if n is not None:
+                rec.fusion["rerank_candidates"] = n
             started = time.perf_counter()
             out = rec.recommend_many(histories, args.k, mode=mode)
             seconds = time.perf_counter() - started
             assert all(len(o) == args.k for o in out)
-            print(f"| next_item | {mode} | {batch} | {len(users)} | {args.k} | {seconds:.1f} | "
+            label = mode if n is None else f"rerank ({n} candidates)"
+            print(f"| next_item | {label} | {batch} | {len(users)} | {args.k} | {seconds:.1f} | "
                   f"{len(users) / seconds:.2f} | {len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
     targets = [(h[:-1], h[-1], ()) for h in histories]
     started = time.perf_counter()

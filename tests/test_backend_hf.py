@@ -109,3 +109,25 @@ def test_engine_agnostic_beam_search_is_exact_when_wide(backend, index, renderer
     [forced] = backend.label_logprobs(prompts[:1], [index.sequences[i] for i in allowed[0]])
     [theirs] = backend.top_items([ItemSearch(prompts[0], (), allowed[0])], 3)
     assert len(theirs) == 3 and theirs[0][1] <= max(forced) + 1e-3
+
+
+@pytest.mark.parametrize("packed_tokens", [1024, 3])
+def test_packed_teacher_forcing_equals_each_continuation_alone(backend, renderer, monkeypatch, packed_tokens):
+    """Continuations scored as one token tree on the prompt's cache (shared prefixes, one of them
+    a prefix of another, a single token; and split over several passes) give what each gives in
+    a plain forward pass of prompt + continuation."""
+    from llmrec.decoding.backends import hf
+
+    monkeypatch.setattr(hf, "PACKED_TOKENS", packed_tokens)
+    tok = backend.tokenizer
+    prompt = renderer.chat("Recommend a movie.", "I liked Heat (1995).")
+    texts = ["Toy Story (1995)", "Toy Soldiers (1991)", "Toy Story", "Heat (1995)", "Up"]
+    conts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts] + [[tok.eos_token_id]]
+    assert conts[2] == conts[0][: len(conts[2])] and len(conts[-1]) == 1
+    [got] = backend._sequence_logprobs([prompt], conts)
+    ids = tok(prompt)["input_ids"]
+    for cont, score in zip(conts, got):
+        with torch.no_grad():
+            logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ids + cont])).logits[0].float(), -1)
+        alone = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(cont))
+        assert score == pytest.approx(alone, abs=1e-4)

@@ -17,8 +17,8 @@ from llmrec.errors import LlmrecError
 DEFAULT_BATCH = 8  # prompts per forward pass
 # Beams per prompt at most, retries included: each holds a copy of the prompt's KV cache.
 MAX_BEAMS = 256
-# Continuations scored together on one prompt's shared KV cache (each holds a copy of it).
-CONTINUATION_BATCH = 32
+# Continuation tokens scored in one forward pass on a prompt's KV cache (packed as a token tree).
+PACKED_TOKENS = 1024
 
 
 def _bonus_tensor(requests: Sequence[ItemSearch], tensors: TrieTensors) -> torch.Tensor | None:
@@ -214,45 +214,80 @@ class HFBackend:
 
     @torch.no_grad()
     def _sequence_logprobs(self, prompts: Sequence[str], continuations: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Teacher-forced log-probability of each continuation after each prompt: the prompt is
-        run once, and its KV cache shared by the continuations, ``CONTINUATION_BATCH`` at a time."""
+        """Teacher-forced log-probability of each continuation after each prompt.
+
+        The prompt runs once. The continuations then run as one row on its KV cache, packed as a
+        tree: a prefix that several continuations share (the trie of their tokens) is one
+        position, each position sees the prompt and its own ancestors only (a 4D attention mask)
+        at the position id it would have in its own sequence, so each score is that of the
+        continuation alone, without padding or copies of the cache. Groups of at most
+        ``PACKED_TOKENS`` positions, neighbours in sorted order together (they share most).
+        """
         import copy
 
         from transformers import DynamicCache
 
-        conts = [list(map(int, c)) for c in continuations]
+        conts = [tuple(int(t) for t in c) for c in continuations]
+        if any(not c for c in conts):
+            raise LlmrecError("an empty continuation has no log-probability to score")
+        groups: list[list[int]] = [[]]
+        width = 0
+        for i in sorted(range(len(conts)), key=lambda i: conts[i]):
+            if groups[-1] and width + len(conts[i]) - 1 > PACKED_TOKENS:
+                groups.append([])
+                width = 0
+            groups[-1].append(i)
+            width += len(conts[i]) - 1  # an upper bound of the positions it adds
         out = []
         for prompt in prompts:
             ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"].to(self._device)
             cache = DynamicCache(config=self.model.config)
             first = self.model(input_ids=ids, **{self._cache_arg: cache}, use_cache=True, **self._last_only)
             first = torch.log_softmax(first.logits[0, -1].float(), -1)
-            row: list[float] = []
-            for start in range(0, len(conts), CONTINUATION_BATCH):
-                chunk = conts[start : start + CONTINUATION_BATCH]
-                row += self._continuations(ids.shape[1], first, copy.deepcopy(cache), chunk)
+            row = [0.0] * len(conts)
+            for n, group in enumerate(groups):
+                shared = cache if n == len(groups) - 1 else copy.deepcopy(cache)
+                for i, value in zip(group, self._packed(ids.shape[1], first, shared, [conts[i] for i in group])):
+                    row[i] = value
             out.append(row)
         return out
 
-    def _continuations(self, prompt_length: int, first: torch.Tensor, cache, chunk: list[list[int]]) -> list[float]:
-        """Summed log-probs of ``chunk`` after a prompt whose KV cache and next-token log-probs are given."""
-        width = max(len(c) for c in chunk)
+    def _packed(self, prompt_length: int, first: torch.Tensor, cache, chunk: list[tuple[int, ...]]) -> list[float]:
+        """Summed log-probs of ``chunk`` after a prompt whose KV cache (extended here) and
+        next-token log-probs are given: one forward pass over the tree of their proper prefixes."""
+        position: dict[tuple[int, ...], int] = {}  # proper prefix -> its place in the packed row
+        tokens, parents = [], []
+        for c in chunk:
+            for d in range(1, len(c)):
+                if c[:d] not in position:
+                    position[c[:d]] = len(tokens)
+                    tokens.append(c[d - 1])
+                    parents.append(position.get(c[: d - 1], -1))
         total = first[torch.as_tensor([c[0] for c in chunk], device=self._device)]
-        if width == 1:
+        if not tokens:
             return total.tolist()
-        # right padding: a real token never attends to the padding after it
-        tokens = torch.full((len(chunk), width), self.pad_id, dtype=torch.long, device=self._device)
-        real = torch.zeros((len(chunk), width), dtype=torch.bool, device=self._device)
-        for i, c in enumerate(chunk):
-            tokens[i, : len(c)] = torch.as_tensor(c)
-            real[i, : len(c)] = True
-        cache.batch_repeat_interleave(len(chunk))
-        positions = torch.arange(prompt_length, prompt_length + width - 1, device=self._device).expand(len(chunk), -1)
-        mask = torch.ones((len(chunk), prompt_length + width - 1), dtype=torch.long, device=self._device)
-        logits = self.model(input_ids=tokens[:, :-1], attention_mask=mask, position_ids=positions,
-                            **{self._cache_arg: cache}, use_cache=True).logits.float()  # fmt: skip
-        picked = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
-        return (total + picked.masked_fill(~real[:, 1:], 0.0).sum(-1)).tolist()
+        q = len(tokens)
+        sees = np.zeros((q, prompt_length + q), dtype=bool)
+        sees[:, :prompt_length] = True
+        depth = np.zeros(q, dtype=np.int64)
+        for j, parent in enumerate(parents):  # a parent comes before its children
+            if parent >= 0:
+                sees[j] = sees[parent]
+                depth[j] = depth[parent] + 1
+            sees[j, prompt_length + j] = True
+        mask = torch.as_tensor(sees, device=self._device)[None, None]
+        positions = torch.as_tensor(prompt_length + depth, device=self._device)[None]
+        logits = self.model(input_ids=torch.as_tensor([tokens], device=self._device), attention_mask=mask,
+                            position_ids=positions, **{self._cache_arg: cache}, use_cache=True).logits[0]  # fmt: skip
+        logp = torch.log_softmax(logits.float(), -1)
+        at, nxt, owner = [], [], []
+        for r, c in enumerate(chunk):
+            for d in range(1, len(c)):
+                at.append(position[c[:d]])
+                nxt.append(c[d])
+                owner.append(r)
+        picked = logp[torch.as_tensor(at, device=self._device), torch.as_tensor(nxt, device=self._device)]
+        return total.index_add(0, torch.as_tensor(owner, device=self._device), picked).tolist()
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 80) -> list[str]:
