@@ -275,7 +275,11 @@ class HFBackend:
                 sees[j] = sees[parent]
                 depth[j] = depth[parent] + 1
             sees[j, prompt_length + j] = True
-        mask = torch.as_tensor(sees, device=self._device)[None, None]
+        # additive (0 / most negative), which every attention implementation reads the same way
+        dtype = self.model.dtype
+        mask = torch.zeros(sees.shape, dtype=dtype, device=self._device)
+        mask.masked_fill_(~torch.as_tensor(sees, device=self._device), torch.finfo(dtype).min)
+        mask = mask[None, None]
         positions = torch.as_tensor(prompt_length + depth, device=self._device)[None]
         logits = self.model(input_ids=torch.as_tensor([tokens], device=self._device), attention_mask=mask,
                             position_ids=positions, **{self._cache_arg: cache}, use_cache=True).logits[0]  # fmt: skip
