@@ -124,10 +124,30 @@ def test_packed_teacher_forcing_equals_each_continuation_alone(backend, renderer
     texts = ["Toy Story (1995)", "Toy Soldiers (1991)", "Toy Story", "Heat (1995)", "Up"]
     conts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts] + [[tok.eos_token_id]]
     assert conts[2] == conts[0][: len(conts[2])] and len(conts[-1]) == 1
-    [got] = backend._sequence_logprobs([prompt], conts)
     ids = tok(prompt)["input_ids"]
-    for cont, score in zip(conts, got):
+
+    def alone(cont, gap=0):
+        full = torch.tensor([ids + cont])
+        positions = torch.arange(full.shape[1])[None]
+        positions[:, len(ids) :] += gap  # gap > 0: what an off-by-one in the packed positions would do
         with torch.no_grad():
-            logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ids + cont])).logits[0].float(), -1)
-        alone = sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(cont))
-        assert score == pytest.approx(alone, abs=1e-4)
+            logits = backend.model(input_ids=full, position_ids=positions).logits[0].float()
+        logp = torch.log_softmax(logits, -1)
+        return sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(cont))
+
+    # the toy weights attend almost uniformly; sharper queries and keys make positions and the
+    # mask matter, so a wrong position id or a wrong ancestor would show (checked below)
+    attention = [m for name, m in backend.model.named_modules() if name.endswith(("q_proj", "k_proj"))]
+    saved = [m.weight.detach().clone() for m in attention]
+    try:
+        with torch.no_grad():
+            for m in attention:
+                m.weight.mul_(40.0)
+        [got] = backend._sequence_logprobs([prompt], conts)
+        for cont, score in zip(conts, got):
+            assert score == pytest.approx(alone(cont), abs=1e-4)
+        assert abs(alone(conts[1], gap=1) - alone(conts[1])) > 1e-3  # 10x the tolerance: positions matter here
+    finally:
+        with torch.no_grad():
+            for m, w in zip(attention, saved):
+                m.weight.copy_(w)

@@ -242,6 +242,10 @@ def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_sm
     assert chosen["ndcg@10"] == best and chosen["lambda"] == fusion["lambda"]
     assert all(int(n) >= fusion["rerank_candidates"] for n, m in sizes.items() if m["ndcg@10"] == best)
     assert fusion["valid"]["by_lambda"][f"{fusion['lambda']:g}"]["ndcg@10"] == best
+    # the top 10 of the 25 scored candidates are what tuning with 10 candidates scores
+    ten = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=10,
+                           lambdas=["0", "100"], tasks=["next_item"], progress=False))  # fmt: skip
+    assert ten["valid"]["by_candidates"]["10"] == pytest.approx(sizes["10"], abs=1e-4)
 
 
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):

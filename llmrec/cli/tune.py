@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     options = from_args(TuneOptions, args)
     quiet_loading()
     fusion = tune(options)
-    if "lambda" in fusion:
+    if "next_item" in options.tasks:
         table = fusion["valid"]["by_lambda"]
         line = "  ".join(f"{lam}: {m['ndcg@10']:.4f}" for lam, m in table.items())
         print(f"{options.model}: next item (rerank, {fusion['valid']['users']} valid users, "

@@ -276,7 +276,7 @@ class HFBackend:
                 depth[j] = depth[parent] + 1
             sees[j, prompt_length + j] = True
         # additive (0 / most negative), which every attention implementation reads the same way
-        dtype = self.model.dtype
+        dtype = self.model.get_input_embeddings().weight.dtype  # the attention's compute dtype
         mask = torch.zeros(sees.shape, dtype=dtype, device=self._device)
         mask.masked_fill_(~torch.as_tensor(sees, device=self._device), torch.finfo(dtype).min)
         mask = mask[None, None]
