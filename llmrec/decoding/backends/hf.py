@@ -230,6 +230,8 @@ class HFBackend:
         conts = [tuple(int(t) for t in c) for c in continuations]
         if any(not c for c in conts):
             raise LlmrecError("an empty continuation has no log-probability to score")
+        if not conts:
+            return [[] for _ in prompts]
         groups: list[list[int]] = [[]]
         width = 0
         for i in sorted(range(len(conts)), key=lambda i: conts[i]):
