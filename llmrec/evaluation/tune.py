@@ -105,13 +105,13 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
     # so the top n of the scored lists are what rerank with n candidates would score
     sizes = sorted({n for n in (10, 20) if n < options.candidates} | {options.candidates})
     tables = {n: by_lambda(n) for n in sizes}
-    n, best = max(((n, lam) for n in sizes for lam in options.grid),
-                  key=lambda c: (tables[c[0]][f"{c[1]:g}"]["ndcg@10"], -c[0], -c[1]))  # fmt: skip
     by_size = {}
     for size in sizes:
         lam = max(options.grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
         recall = float(np.mean([target in cands[:size] for cands, _, _, target in scored]))
         by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
+    n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
+    best = by_size[str(n)]["lambda"]
     return {"mode": "rerank", "lambda": best, "rerank_candidates": n,
             "valid": {"users": len(scored), "by_lambda": tables[n], "by_candidates": by_size,
                       "candidate_recall": by_size[str(n)]["candidate_recall"],
