@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--data", help="as recommend --data (default: embedded ml-latest-small)")
     parser.add_argument("--modes", nargs="+", default=["llm"], choices=["llm", "generate", "rerank", "cf"])
     parser.add_argument("--candidates", type=int, nargs="+", default=[50],
-                        help="rerank mode: the collaborative candidates the LLM scores (one row each)")
+                        help="rerank mode: how many collaborative candidates the LLM scores (one row per value)")
     args = parser.parse_args()
 
     import torch
