@@ -138,6 +138,55 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
     assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
     assert first.report["setting"]["neighbours"] <= 50  # the guide's own grid: it must fit in the adapter
     assert (first.model.sim != second.model.sim).nnz == 0
+    for name in ("count", "liked"):
+        np.testing.assert_array_equal(first.stats[name], second.stats[name])
+
+
+def test_item_statistics_count_the_train_events_and_travel_with_the_guide(tmp_path):
+    import pandas as pd
+
+    from llmrec.collab.guide import item_statistics
+
+    interactions = pd.DataFrame({"item_id": [1, 1, 2, 1, 3, 9], "liked": [True, False, True, True, True, True],
+                                 "split": ["train", "train", "train", "valid", "test", "train"]})  # fmt: skip
+    stats = item_statistics(interactions, ["1", "2", "3"])  # item 9 is not in the model's list
+    assert stats["count"].tolist() == [2, 1, 0] and stats["liked"].tolist() == [1, 1, 0]
+    model = make("popularity").fit([[0, 1]], 3)
+    Guide("popularity", model, ["1", "2", "3"], {}, stats).save(tmp_path)
+    loaded = Guide.load(tmp_path)
+    served = loaded.item_stats(["3", "new", "1"])  # serving order, with an item the model never saw
+    assert served["count"].tolist() == [0, 0, 2] and served["liked"].tolist() == [0, 0, 1]
+    (tmp_path / "cf" / "item_stats.safetensors").unlink()
+    assert Guide.load(tmp_path).stats is None  # an adapter from before the statistics still loads
+
+
+def test_a_fusion_tuned_before_the_item_statistics_still_reads():
+    from llmrec.collab.guide import fused_yes, fusion_inputs
+
+    old = {"a": 0.8, "b": 0.1, "c": -0.5}
+    names, coef, intercept = fusion_inputs(old)
+    assert names == ["llm", "cf"] and coef.tolist() == [0.8, 0.1] and intercept == -0.5
+    x = np.array([[0.3, -7.0], [-1.2, -12.0]])
+    np.testing.assert_allclose(fused_yes(x, old), 1 / (1 + np.exp(-(0.8 * x[:, 0] + 0.1 * x[:, 1] - 0.5))))
+
+
+def test_held_out_fusion_scores_never_see_their_own_labels():
+    """Each half of the users is scored by weights fitted on the other half: changing the labels
+    of one half moves the other half's scores and never its own."""
+    from llmrec.evaluation.tune import held_out
+
+    rng = np.random.default_rng(0)
+    users = [f"u{n % 40}" for n in range(400)]
+    x = rng.normal(size=(400, 3))
+    labels = (x[:, 0] + rng.normal(size=400) > 0).astype(int)
+    first = held_out(x, labels, users, seed=3)
+    u = users[0]
+    mine = np.asarray([v == u for v in users])
+    flipped = labels.copy()
+    flipped[mine] = 1 - flipped[mine]
+    second = held_out(x, flipped, users, seed=3)
+    np.testing.assert_allclose(second[mine], first[mine])  # u's scores come from the other half's fit
+    assert not np.allclose(second[~mine], first[~mine])  # and u's labels moved that half's weights
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +263,10 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     table = fusion["valid"]["by_lambda"]
     assert set(table) == {"0", "0.5", "100"} and fusion["valid"]["users"] == 12
     assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in table.values())
-    assert set(fusion["yes_no"]) >= {"a", "b", "c", "valid"} and fusion["yes_no"]["valid"]["samples"] > 10
+    yes_no = fusion["yes_no"]
+    assert yes_no["valid"]["samples"] > 10 and yes_no["valid"]["chosen"] in ("llm+cf", "llm+cf+items")
+    assert yes_no["features"][:2] == ["llm", "cf"] and len(yes_no["coef"]) == len(yes_no["features"])
+    assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items"}
     rec = Recommender.load(out, prepared_small, device="cpu")
     assert rec.default_mode() == "rerank" and rec.fusion["lambda"] == fusion["lambda"]
     # predict fuses too: the same request, with and without the tuned yes/no weights
@@ -248,6 +300,21 @@ def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_sm
     assert ten["valid"]["by_candidates"]["10"] == pytest.approx(sizes["10"], abs=1e-4)
 
 
+def test_tune_adds_the_item_statistics_an_older_adapter_lacks(fused_adapter, prepared_small, tmp_path):
+    import shutil
+
+    from llmrec.evaluation.tune import TuneOptions, tune
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    stats = copy / "cf" / "item_stats.safetensors"
+    written = stats.read_bytes()
+    stats.unlink()
+    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], progress=False))
+    assert stats.read_bytes() == written  # the same train counts train wrote
+    assert fusion["yes_no"]["coef"] == pytest.approx(fused_adapter[1]["yes_no"]["coef"], abs=1e-9)
+
+
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
     """The same adapter tuned on a copy of the data whose test events were replaced: same fusion."""
     import shutil
@@ -263,7 +330,10 @@ def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_pa
     for key in ("lambda", "mode", "rerank_candidates"):
         assert again[key] == fusion[key]
     assert again["valid"]["by_lambda"] == fusion["valid"]["by_lambda"]
-    assert {k: again["yes_no"][k] for k in "abc"} == pytest.approx({k: fusion["yes_no"][k] for k in "abc"}, abs=1e-9)
+    assert again["yes_no"]["features"] == fusion["yes_no"]["features"]
+    assert again["yes_no"]["coef"] == pytest.approx(fusion["yes_no"]["coef"], abs=1e-9)
+    assert again["yes_no"]["intercept"] == pytest.approx(fusion["yes_no"]["intercept"], abs=1e-9)
+    assert again["yes_no"]["valid"]["held_out"] == fusion["yes_no"]["valid"]["held_out"]
 
 
 def test_evaluate_reports_each_part_and_the_bootstrap_difference(fused_adapter, prepared_small, tmp_path):

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="choose lambda and the yes/no fusion weights on the valid split",
         description="Fit how an adapter's LLM and its collaborative model (cf/) are combined, on the valid split "
         "only: lambda of log p_LLM + lambda * log p_CF (rerank mode, a grid) and the yes/no weights (Platt "
-        "scaling). The result goes into the adapter's manifest (fusion); recommend, predict and evaluate use it.",
+        "scaling of the LLM, the collaborative score and, when they help on held-out valid users, the item's train "
+        "counts). The result goes into the adapter's manifest (fusion); recommend, predict and evaluate use it.",
     )
     add_arguments(p, TuneOptions)
     p.set_defaults(run=run)
@@ -40,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold the "
               f"valid item for {fusion['valid']['candidate_recall']:.1%} of users")
     if "yes_no" in fusion:
-        v = fusion["yes_no"]["valid"]
+        yes_no = fusion["yes_no"]
+        v = yes_no["valid"]
+        held = "  ".join(f"{name}: {m['auc']:.4f}" for name, m in v["held_out"].items())
+        weights = ", ".join(f"{n} {c:.3f}" for n, c in zip(yes_no["features"], yes_no["coef"]))
         print(f"  yes/no ({v['samples']} valid samples): AUC llm {v['llm']['auc']:.4f}, cf {v['cf']['auc']:.4f}, "
-              f"fused {v['fused']['auc']:.4f} (a {fusion['yes_no']['a']:.3f}, b {fusion['yes_no']['b']:.3f}, "
-              f"c {fusion['yes_no']['c']:.3f})")
+              f"popularity {v['popularity']['auc']:.4f}; fused, on held-out users: {held}")
+        print(f"  chosen {v['chosen']} (weights {weights}, intercept {yes_no['intercept']:.3f})")
     return 0

@@ -2,7 +2,9 @@
 
 ``llmrec train`` fits one on the prepared train split (``--cf``; by default the candidate with the
 better valid NDCG@10) and writes it to ``ADAPTER/cf/``: ``config.json`` (model, settings, valid
-metrics) beside ``item_ids.json`` (the model's item order) and ``weights.safetensors``. The
+metrics) beside ``item_ids.json`` (the model's item order), ``weights.safetensors`` and
+``item_stats.safetensors`` (each item's train interactions and likes, which the yes/no fusion
+reads; adapters from before it have none and ``llmrec tune`` adds it). The
 guide turns a history into log-weights over the *serving* catalogue (items added after training
 get the row's median weight: the model has no opinion on them), which decoding mixes with the
 LLM's probabilities (``CatalogIndex.node_log_mass``, ``Recommender``).
@@ -25,6 +27,7 @@ GUIDE_DIR = "cf"
 CONFIG = "config.json"
 ITEM_IDS = "item_ids.json"
 WEIGHTS = "weights.safetensors"
+STATS = "item_stats.safetensors"
 # --cf choices; "auto" tunes these and keeps the better on valid NDCG@10
 CHOICES = ("auto", "sasrec", "itemknn", "popularity", "none")
 AUTO = ("sasrec", "itemknn")
@@ -41,6 +44,8 @@ class Guide:
     model: Any
     item_ids: list[str]
     report: dict[str, Any] = field(default_factory=dict)
+    # per item of ``item_ids``: train interactions ("count") and liked ones ("liked"); None if unknown
+    stats: dict[str, np.ndarray] | None = None
     _bound: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,7 +61,20 @@ class Guide:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS))
         (folder / ITEM_IDS).write_text(json.dumps(self.item_ids))
         (folder / CONFIG).write_text(json.dumps({"model": self.name, "config": config, **self.report}, indent=2) + "\n")
+        if self.stats is not None:
+            self.save_stats(adapter)
         return sum(p.stat().st_size for p in folder.iterdir())
+
+    def save_stats(self, adapter: Path) -> None:
+        """Write ``adapter/cf/item_stats.safetensors`` (through a temporary file)."""
+        import os
+
+        from safetensors.numpy import save_file
+
+        path = Path(adapter) / GUIDE_DIR / STATS
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.stats.items()}, str(tmp))
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, adapter: str | Path) -> Guide | None:
@@ -73,10 +91,24 @@ class Guide:
             item_ids = [str(i) for i in json.loads((folder / ITEM_IDS).read_text())]
             arrays = load_file(str(folder / WEIGHTS))
             model = model_class(config["model"]).from_state(config["config"], arrays)
+            stats = load_file(str(folder / STATS)) if (folder / STATS).is_file() else None
+            if stats is not None and any(v.shape != (len(item_ids),) for v in stats.values()):
+                raise ValueError(f"{STATS} does not have one value per item")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LlmrecError(f"{folder}: unreadable collaborative model ({exc})") from None
         report = {k: v for k, v in config.items() if k not in ("model", "config")}
-        return cls(config["model"], model, item_ids, report)
+        return cls(config["model"], model, item_ids, report, stats)
+
+    def item_stats(self, catalogue_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """``stats`` in catalogue order (0 for items the model never saw)."""
+        if self.stats is None:
+            raise LlmrecError("the collaborative model has no item statistics (run llmrec tune to add them)")
+        to_model, known = self._bind(catalogue_ids)
+        out = {}
+        for name, values in self.stats.items():
+            out[name] = np.zeros(len(catalogue_ids))
+            out[name][known] = values[to_model[known]]
+        return out
 
     def _bind(self, catalogue_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue position -> model position or -1, catalogue positions the model knows)."""
@@ -144,7 +176,19 @@ def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False) 
     report = {"choice": choice, "valid_ndcg@10": chosen["valid_ndcg@10"], "setting": chosen["setting"],
               "tried": tried, "train_users": len(train), "valid_users": len(valid),
               "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
-    return Guide(name, model, item_ids, report)
+    return Guide(name, model, item_ids, report, item_statistics(interactions, item_ids))
+
+
+def item_statistics(interactions, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per item of ``item_ids``: its interactions in the train split and how many were liked."""
+    train = interactions[interactions["split"] == "train"]
+    position = {str(i): n for n, i in enumerate(item_ids)}
+    at = train["item_id"].astype(str).map(position)
+    known = at.notna().to_numpy()
+    at = at[known].astype(np.int64).to_numpy()
+    liked = train["liked"].to_numpy()[known].astype(np.float64)
+    return {"count": np.bincount(at, minlength=len(item_ids)).astype(np.float64),
+            "liked": np.bincount(at, weights=liked, minlength=len(item_ids))}  # fmt: skip
 
 
 # log p_CF below this is taken as this where it feeds a fusion (a repeat of a history item has -inf)
@@ -178,10 +222,48 @@ def target_log_probs(guide: Guide, histories: Sequence[Sequence[int]], targets: 
     return np.maximum(out, CF_FLOOR)
 
 
-def fused_yes(p_llm, s_cf, weights: dict[str, float]) -> np.ndarray:
-    """p(yes) of the yes/no fusion: sigmoid(a * logit p_LLM + b * log p_CF(target) + c)."""
-    z = weights["a"] * logit(np.asarray(p_llm)) + weights["b"] * np.asarray(s_cf) + weights["c"]
+# The yes/no fusion's inputs: the LLM's logit p(yes), log p_CF(target | history), and two item
+# statistics of the train split, log(1 + interactions) and log(1 + liked interactions)
+YES_NO_FEATURES = ("llm", "cf", "popularity", "liked")
+
+
+def yes_no_features(guide: Guide, p_llm, histories: Sequence[Sequence[int]], targets: Sequence[int],
+                    catalogue_ids: Sequence[str], names: Sequence[str] = YES_NO_FEATURES) -> np.ndarray:  # fmt: skip
+    """(samples, names) inputs of the yes/no fusion; ``targets`` are catalogue positions."""
+    columns = []
+    stats = guide.item_stats(catalogue_ids) if {"popularity", "liked"} & set(names) else {}
+    for name in names:
+        if name == "llm":
+            columns.append(logit(p_llm))
+        elif name == "cf":
+            columns.append(target_log_probs(guide, histories, targets, catalogue_ids))
+        elif name in ("popularity", "liked"):
+            columns.append(np.log1p(stats["count" if name == "popularity" else "liked"][np.asarray(targets, dtype=np.int64)]))
+        else:
+            raise LlmrecError(f"unknown yes/no fusion input '{name}' (known: {', '.join(YES_NO_FEATURES)})")
+    return np.column_stack(columns) if columns else np.empty((len(targets), 0))
+
+
+def fusion_inputs(weights: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
+    """(input names, coefficients, intercept) of a tuned yes/no fusion; adapters tuned before the
+    item statistics store (a, b, c) of sigmoid(a * logit p_LLM + b * log p_CF + c)."""
+    if "features" in weights:
+        return list(weights["features"]), np.asarray(weights["coef"], dtype=np.float64), float(weights["intercept"])
+    return ["llm", "cf"], np.asarray([weights["a"], weights["b"]], dtype=np.float64), float(weights["c"])
+
+
+def fused_yes(x: np.ndarray, weights: dict[str, Any]) -> np.ndarray:
+    """p(yes) of the yes/no fusion: sigmoid(coef . x + intercept), x from :func:`yes_no_features`."""
+    _, coef, intercept = fusion_inputs(weights)
+    z = np.asarray(x, dtype=np.float64) @ coef + intercept
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def fuse_yes_no(guide: Guide, weights: dict[str, Any], p_llm, histories: Sequence[Sequence[int]],
+                targets: Sequence[int], catalogue_ids: Sequence[str]) -> np.ndarray:  # fmt: skip
+    """The tuned yes/no fusion of the LLM's p(yes) for (history, target) pairs."""
+    names, _, _ = fusion_inputs(weights)
+    return fused_yes(yes_no_features(guide, p_llm, histories, targets, catalogue_ids, names), weights)
 
 
 def logit(p: np.ndarray) -> np.ndarray:

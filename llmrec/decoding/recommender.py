@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec.collab.guide import Guide, fused_yes, normalised, target_log_probs, top
+from llmrec.collab.guide import Guide, fuse_yes_no, normalised, top
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
@@ -401,8 +401,9 @@ class Recommender:
         # a target outside the catalogue has no collaborative score: the LLM's p alone
         known = [r for r, t in enumerate(targets) if t is not None]
         if known:
-            s_cf = target_log_probs(self.guide, [seen[r] for r in known], [targets[r] for r in known], self.item_ids)
-            for r, value in zip(known, fused_yes([p[r] for r in known], s_cf, weights).tolist()):
+            fused = fuse_yes_no(self.guide, weights, [p[r] for r in known], [seen[r] for r in known],
+                                [targets[r] for r in known], self.item_ids)  # fmt: skip
+            for r, value in zip(known, fused.tolist()):
                 p[r] = value
         return p
 

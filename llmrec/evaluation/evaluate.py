@@ -312,7 +312,7 @@ def _check_templates(rec, manifest: dict[str, Any], samples: dict[str, list]) ->
 def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
     """p(yes) of the prepared prompts; with a tuned yes/no fusion, ``llmrec`` is the fused
     probability and ``llmrec-llm`` / ``llmrec-cf`` its parts (when asked for)."""
-    from llmrec.collab.guide import fused_yes, target_log_probs
+    from llmrec.collab.guide import fuse_yes_no, target_log_probs
 
     p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
     weights = rec.fusion.get("yes_no") if rec.guide is not None else None
@@ -320,13 +320,12 @@ def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
     if not weights:
         systems["llmrec"] = (p_llm, True)
     else:
-        s_cf = target_log_probs(rec.guide, [split.pairs[r["user"]][0] for r in rows], [r["pos"] for r in rows],
-                                rec.item_ids)  # fmt: skip
-        systems["llmrec"] = (fused_yes(p_llm, s_cf, weights), True)
+        histories, targets = [split.pairs[r["user"]][0] for r in rows], [r["pos"] for r in rows]
+        systems["llmrec"] = (fuse_yes_no(rec.guide, weights, p_llm, histories, targets, rec.item_ids), True)
         if "llm" in variants:
             systems["llmrec-llm"] = (p_llm, True)
         if "cf" in variants:
-            systems["llmrec-cf"] = (s_cf, False)  # a log-probability: ranking quality only
+            systems["llmrec-cf"] = (target_log_probs(rec.guide, histories, targets, rec.item_ids), False)  # a log-probability: ranking quality only
     for system, (scores, probability) in systems.items():
         for r, p in zip(rows, scores.tolist()):
             records.append({"system": system, "task": "yes_no", "user": r["user"], "item": r["item"],

@@ -6,8 +6,9 @@ prefill); every lambda of the grid then ranks them by ``log p_LLM + lambda * log
 lambda with the best NDCG@10 (the smaller on a tie) is kept, so the grid costs one LLM pass.
 The number of candidates is chosen the same way among 10, 20 and ``rerank_candidates`` (the top
 n of the scored lists): fewer candidates mean less LLM work per request.
-yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c)`` fitted by logistic
-regression (Platt scaling) on the valid yes/no samples. Both go into the adapter manifest
+yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
+e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
+yes/no samples; the item statistics go in only when they score better on held-out valid users. Both go into the adapter manifest
 (``fusion``), which ``recommend``/``predict``/``evaluate`` then use. Only events of the train and
 valid splits are read: the histories end before the valid event, and the test split is dropped
 before anything is built from the interactions.
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llmrec.collab.guide import fused_yes, logit, normalised, target_log_probs, top
+from llmrec.collab.guide import normalised, top
 from llmrec.errors import LlmrecError
 from llmrec.options import option, parse_list
 
@@ -118,17 +120,42 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
                       "seconds_per_user": round(per_user_s, 3), "seconds_per_user_at": options.candidates}}  # fmt: skip
 
 
-def fit_platt(p_llm: np.ndarray, s_cf: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """(a, b, c) of sigmoid(a * logit p_LLM + b * s_CF + c) by maximum likelihood (lightly regularised)."""
+# The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. "cf,
+# popularity, liked" leaves the LLM out: reported to show what the LLM adds, never chosen.
+YES_NO_SETS = {"llm+cf": ("llm", "cf"), "llm+cf+items": ("llm", "cf", "popularity", "liked"),
+               "cf+items": ("cf", "popularity", "liked")}  # fmt: skip
+CHOSEN_FROM = ("llm+cf", "llm+cf+items")
+
+
+def fit_platt(x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """sigmoid(coef . x + intercept) by maximum likelihood (lightly regularised): the yes/no fusion."""
     from sklearn.linear_model import LogisticRegression
 
-    x = np.column_stack([logit(p_llm), s_cf])
     fit = LogisticRegression(C=100.0, max_iter=1000).fit(x, labels)
-    return {"a": float(fit.coef_[0][0]), "b": float(fit.coef_[0][1]), "c": float(fit.intercept_[0])}
+    return {"features": list(names), "coef": [float(c) for c in fit.coef_[0]], "intercept": float(fit.intercept_[0])}
 
 
-def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]]) -> dict[str, Any]:
-    """Platt weights on every valid yes/no sample, with the valid AUC / ECE of each part."""
+def held_out(x: np.ndarray, labels: np.ndarray, users: Sequence[str], seed: int) -> np.ndarray:
+    """Each sample's fused p(yes) from weights fitted on the other half of the users (2-fold by user)."""
+    from llmrec.collab.guide import fused_yes
+
+    names = sorted(set(users))
+    half = set(np.random.default_rng(seed).permutation(names)[: len(names) // 2].tolist())
+    fold = np.asarray([u in half for u in users])
+    out = np.empty(len(labels))
+    for test in (fold, ~fold):
+        train = ~test
+        if len(set(labels[train].tolist())) < 2 or not test.any():
+            raise LlmrecError("the valid yes/no samples are too few to hold half of the users out (need both labels "
+                              "in each half)")  # fmt: skip
+        out[test] = fused_yes(x[test], fit_platt(x[train], labels[train], [str(i) for i in range(x.shape[1])]))
+    return out
+
+
+def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], seed: int) -> dict[str, Any]:
+    """The yes/no fusion: its inputs chosen by AUC on held-out valid users, then fitted on all of
+    valid; AUC / user-AUC / ECE of the LLM, the collaborative model and each input set."""
+    from llmrec.collab.guide import YES_NO_FEATURES, fused_yes, yes_no_features
     from llmrec.data import prepared
     from llmrec.evaluation.metrics import auc_only, yes_no_metrics
 
@@ -138,14 +165,27 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]]) 
     labels = np.asarray([int(r["label"]) for r in rows])
     users = [str(r["user_id"]) for r in rows]
     p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
-    s_cf = target_log_probs(rec.guide, [pairs_all[u][0] for u in users], [rec.position[str(r["item_id"])] for r in rows],
-                            rec.item_ids)  # fmt: skip
-    weights = fit_platt(p_llm, s_cf, labels)
-    fused = fused_yes(p_llm, s_cf, weights)
-    report = {name: {k: round(v, 5) for k, v in yes_no_metrics(labels, scores, users).items() if k in ("auc", "uauc", "ece")}
-              for name, scores in (("llm", p_llm), ("fused", fused))}  # fmt: skip
-    report["cf"] = {k: round(auc_only(labels, s_cf, users)[k], 5) for k in ("auc", "uauc")}  # not a probability
-    return {**weights, "valid": {"samples": len(rows), **report, "note": "fitted and measured on the same valid samples"}}
+    x = yes_no_features(rec.guide, p_llm, [pairs_all[u][0] for u in users], [rec.position[str(r["item_id"])] for r in rows],
+                        rec.item_ids)  # fmt: skip
+    column = {name: n for n, name in enumerate(YES_NO_FEATURES)}
+
+    def metrics(scores, probability=True):
+        if not probability:  # a log-probability or a count: ranking quality only
+            return {k: round(auc_only(labels, scores, users)[k], 5) for k in ("auc", "uauc")}
+        return {k: round(v, 5) for k, v in yes_no_metrics(labels, scores, users).items() if k in ("auc", "uauc", "ece")}
+
+    report = {"llm": metrics(p_llm), **{name: metrics(x[:, column[name]], False) for name in YES_NO_FEATURES[1:]}}
+    held = {}
+    for name, inputs in YES_NO_SETS.items():
+        held[name] = metrics(held_out(x[:, [column[i] for i in inputs]], labels, users, seed))
+    chosen = max(CHOSEN_FROM, key=lambda name: (held[name]["auc"], -len(YES_NO_SETS[name])))
+    inputs = YES_NO_SETS[chosen]
+    weights = fit_platt(x[:, [column[i] for i in inputs]], labels, inputs)
+    report["fused"] = metrics(fused_yes(x[:, [column[i] for i in inputs]], weights))
+    return {**weights, "valid": {"samples": len(rows), "users": len(set(users)), **report, "held_out": held,
+                                 "chosen": chosen,
+                                 "note": "held_out: each half of the valid users scored by weights fitted on the other "
+                                         "half; fused: the chosen inputs fitted and measured on all of valid"}}  # fmt: skip
 
 
 def tune(options: TuneOptions) -> dict[str, Any]:
@@ -167,7 +207,13 @@ def tune(options: TuneOptions) -> dict[str, Any]:
     if "next_item" in options.tasks:
         fusion.update(tune_next_item(rec, valid_pairs(rec, folder, options.users, options.seed), options))
     if "yes_no" in options.tasks:
-        fusion["yes_no"] = tune_yes_no(rec, folder, valid_pairs(rec, folder, 0, options.seed))
+        if rec.guide.stats is None:  # an adapter trained before the guide kept them
+            from llmrec.collab.guide import item_statistics
+            from llmrec.data import prepared
+
+            rec.guide.stats = item_statistics(prepared.read_tables(folder)[1], rec.guide.item_ids)
+            rec.guide.save_stats(options.model)
+        fusion["yes_no"] = tune_yes_no(rec, folder, valid_pairs(rec, folder, 0, options.seed), options.seed)
     fusion["tuned_on"] = {"data": str(folder), "split": "valid",
                           "data_manifest": rec.info.get("hashes", {})}  # fmt: skip
     manifest["fusion"] = fusion
