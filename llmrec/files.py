@@ -118,11 +118,16 @@ def atomic_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a temporary file beside it: never half-written."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` through a temporary file beside it: never half-written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

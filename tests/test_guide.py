@@ -142,6 +142,14 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
         np.testing.assert_array_equal(first.stats[name], second.stats[name])
 
 
+def test_the_baselines_are_tuned_on_every_setting_the_guide_is():
+    from llmrec.collab import GRIDS
+    from llmrec.collab.guide import GUIDE_GRIDS
+
+    for name, grid in GUIDE_GRIDS.items():
+        assert all(setting in GRIDS[name] for setting in grid), name
+
+
 def test_item_statistics_count_the_train_events_and_travel_with_the_guide(tmp_path):
     import pandas as pd
 

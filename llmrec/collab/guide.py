@@ -33,7 +33,7 @@ CHOICES = ("auto", "sasrec", "itemknn", "popularity", "none")
 AUTO = ("sasrec", "itemknn")
 # The guide travels inside the adapter (<= 10 MB in all): item-kNN keeps at most 50 neighbours an
 # item (9k items x 50 x 8 bytes = 3.6 MB; the baseline grid's 200 would be 14 MB).
-GUIDE_GRIDS = {"itemknn": [{"neighbours": n, "history": h} for n in (20, 50) for h in (0, 20)]}
+GUIDE_GRIDS = {"itemknn": [{"neighbours": n, "history": h} for n in (10, 20, 50) for h in (0, 20)]}
 
 
 @dataclass
@@ -67,14 +67,12 @@ class Guide:
 
     def save_stats(self, adapter: Path) -> None:
         """Write ``adapter/cf/item_stats.safetensors`` (through a temporary file)."""
-        import os
+        from safetensors.numpy import save
 
-        from safetensors.numpy import save_file
+        from llmrec.files import atomic_write_bytes
 
-        path = Path(adapter) / GUIDE_DIR / STATS
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.stats.items()}, str(tmp))
-        os.replace(tmp, path)
+        arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.stats.items()}
+        atomic_write_bytes(Path(adapter) / GUIDE_DIR / STATS, save(arrays))
 
     @classmethod
     def load(cls, adapter: str | Path) -> Guide | None:
