@@ -163,7 +163,7 @@ def test_item_statistics_count_the_train_events_and_travel_with_the_guide(tmp_pa
     Guide("popularity", model, ["1", "2", "3"], {}, stats).save(tmp_path)
     loaded = Guide.load(tmp_path)
     served = loaded.item_stats(["3", "new", "1"])  # serving order, with an item the model never saw
-    assert served["count"].tolist() == [0, 0, 2] and served["liked"].tolist() == [0, 0, 1]
+    assert served["count"].tolist() == [0, 1, 2] and served["liked"].tolist() == [0, 1, 1]  # new: the medians
     (tmp_path / "cf" / "item_stats.safetensors").unlink()
     assert Guide.load(tmp_path).stats is None  # an adapter from before the statistics still loads
 
@@ -187,12 +187,13 @@ def test_held_out_fusion_scores_never_see_their_own_labels():
     users = [f"u{n % 40}" for n in range(400)]
     x = rng.normal(size=(400, 3))
     labels = (x[:, 0] + rng.normal(size=400) > 0).astype(int)
-    first = held_out(x, labels, users, seed=3)
+    names = ["llm", "cf", "popularity"]
+    first = held_out(x, labels, users, 3, names)
     u = users[0]
     mine = np.asarray([v == u for v in users])
     flipped = labels.copy()
     flipped[mine] = 1 - flipped[mine]
-    second = held_out(x, flipped, users, seed=3)
+    second = held_out(x, flipped, users, 3, names)
     np.testing.assert_allclose(second[mine], first[mine])  # u's scores come from the other half's fit
     assert not np.allclose(second[~mine], first[~mine])  # and u's labels moved that half's weights
 
@@ -274,7 +275,7 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     yes_no = fusion["yes_no"]
     assert yes_no["valid"]["samples"] > 10 and yes_no["valid"]["chosen"] in ("llm+cf", "llm+cf+items")
     assert yes_no["features"][:2] == ["llm", "cf"] and len(yes_no["coef"]) == len(yes_no["features"])
-    assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items"}
+    assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items", "items"}
     rec = Recommender.load(out, prepared_small, device="cpu")
     assert rec.default_mode() == "rerank" and rec.fusion["lambda"] == fusion["lambda"]
     # predict fuses too: the same request, with and without the tuned yes/no weights
@@ -308,9 +309,12 @@ def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_sm
     assert ten["valid"]["by_candidates"]["10"] == pytest.approx(sizes["10"], abs=1e-4)
 
 
-def test_tune_adds_the_item_statistics_an_older_adapter_lacks(fused_adapter, prepared_small, tmp_path):
+def test_an_older_adapter_fuses_with_a_b_c_and_tune_adds_its_item_statistics(fused_adapter, prepared_small, tmp_path):
+    """An adapter tuned before the item statistics: (a, b, c) weights and no cf/item_stats."""
     import shutil
 
+    from llmrec.collab.guide import fused_yes, logit, target_log_probs
+    from llmrec.decoding.recommender import Recommender
     from llmrec.evaluation.tune import TuneOptions, tune
 
     copy = tmp_path / "adapter"
@@ -318,9 +322,42 @@ def test_tune_adds_the_item_statistics_an_older_adapter_lacks(fused_adapter, pre
     stats = copy / "cf" / "item_stats.safetensors"
     written = stats.read_bytes()
     stats.unlink()
+    manifest_path = copy / "llmrec_adapter.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["fusion"]["yes_no"] = {"a": 1.5, "b": 0.2, "c": 0.7, "valid": {}}
+    manifest_path.write_text(json.dumps(manifest))
+    rec = Recommender.load(copy, prepared_small, device="cpu")
+    history, target = rec.resolve(["1", "2"]), rec.position["3"]
+    rec.fusion.pop("yes_no")
+    p_llm = rec.predict_yes_no(["1", "2"], "3")
+    s_cf = target_log_probs(rec.guide, [history], [target], rec.item_ids)
+    rec.fusion["yes_no"] = manifest["fusion"]["yes_no"]
+    expected = fused_yes(np.column_stack([logit([p_llm]), s_cf]), rec.fusion["yes_no"])[0]
+    assert rec.predict_yes_no(["1", "2"], "3") == pytest.approx(expected, abs=1e-9)
     fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], progress=False))
     assert stats.read_bytes() == written  # the same train counts train wrote
     assert fusion["yes_no"]["coef"] == pytest.approx(fused_adapter[1]["yes_no"]["coef"], abs=1e-9)
+    again = json.loads(manifest_path.read_text())
+    assert again["cf"]["bytes"] == sum(p.stat().st_size for p in (copy / "cf").iterdir())
+
+
+def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared_small, tmp_path):
+    import shutil
+
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.errors import LlmrecError
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    (copy / "cf" / "item_stats.safetensors").unlink()
+    with pytest.raises(LlmrecError, match="item_stats.safetensors: missing"):
+        Recommender.load(copy, prepared_small, device="cpu")
+    manifest_path = copy / "llmrec_adapter.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["fusion"]["yes_no"]["coef"] = manifest["fusion"]["yes_no"]["coef"][:1]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(LlmrecError, match="fusion.yes_no: expected one finite coef per feature"):
+        Recommender.load(copy, prepared_small, device="cpu")
 
 
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
@@ -333,8 +370,15 @@ def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_pa
     changed = with_other_test_events(prepared_small, tmp_path / "changed", seed=1)
     copy = tmp_path / "adapter"
     shutil.copytree(out, copy)
+    # without its item statistics, as an older adapter: tune counts them again from the changed data
+    (copy / "cf" / "item_stats.safetensors").unlink()
+    manifest_path = copy / "llmrec_adapter.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["fusion"]["yes_no"]
+    manifest_path.write_text(json.dumps(manifest))
     again = tune(TuneOptions(model=copy, data=str(changed), device="cpu", users=12, candidates=10,
                              lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
+    assert (copy / "cf" / "item_stats.safetensors").is_file()
     for key in ("lambda", "mode", "rerank_candidates"):
         assert again[key] == fusion[key]
     assert again["valid"]["by_lambda"] == fusion["valid"]["by_lambda"]

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  NDCG@10 by candidates: {sizes}")
         print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold the "
               f"valid item for {fusion['valid']['candidate_recall']:.1%} of users")
-    if "yes_no" in fusion:
+    if "yes_no" in options.tasks:
         yes_no = fusion["yes_no"]
         v = yes_no["valid"]
         held = "  ".join(f"{name}: {m['auc']:.4f}" for name, m in v["held_out"].items())

@@ -90,32 +90,34 @@ class Guide:
             arrays = load_file(str(folder / WEIGHTS))
             model = model_class(config["model"]).from_state(config["config"], arrays)
             stats = load_file(str(folder / STATS)) if (folder / STATS).is_file() else None
-            if stats is not None and any(v.shape != (len(item_ids),) for v in stats.values()):
-                raise ValueError(f"{STATS} does not have one value per item")
+            if stats is not None and (set(stats) != {"count", "liked"} or any(v.shape != (len(item_ids),) for v in stats.values())):
+                raise ValueError(f"{STATS} must hold 'count' and 'liked', one value per item")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LlmrecError(f"{folder}: unreadable collaborative model ({exc})") from None
         report = {k: v for k, v in config.items() if k not in ("model", "config")}
         return cls(config["model"], model, item_ids, report, stats)
 
     def item_stats(self, catalogue_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """``stats`` in catalogue order (0 for items the model never saw)."""
+        """``stats`` in catalogue order; an item the model never saw gets the median of each
+        (no opinion, as in :meth:`log_scores`), not the zero of an item nobody took."""
         if self.stats is None:
-            raise LlmrecError("the collaborative model has no item statistics (run llmrec tune to add them)")
+            raise LlmrecError(f"{GUIDE_DIR}/{STATS}: missing; the yes/no fusion needs it (llmrec tune adds it)")
         to_model, known = self._bind(catalogue_ids)
         out = {}
         for name, values in self.stats.items():
-            out[name] = np.zeros(len(catalogue_ids))
+            out[name] = np.full(len(catalogue_ids), float(np.median(values)) if len(values) else 0.0)
             out[name][known] = values[to_model[known]]
         return out
 
     def _bind(self, catalogue_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue position -> model position or -1, catalogue positions the model knows)."""
         key = (id(catalogue_ids), len(catalogue_ids))  # a Recommender's list only grows (add_items)
-        if self._bound is None or self._bound[0] != key:
+        bound = self._bound  # read once: add_items may rebind it from another thread
+        if bound is None or bound[0] != key:
             own = {item: i for i, item in enumerate(self.item_ids)}
             to_model = np.fromiter((own.get(str(i), -1) for i in catalogue_ids), dtype=np.int64, count=len(catalogue_ids))
-            self._bound = (key, to_model, np.flatnonzero(to_model >= 0))
-        return self._bound[1], self._bound[2]
+            bound = self._bound = (key, to_model, np.flatnonzero(to_model >= 0))
+        return bound[1], bound[2]
 
     def unknown_items(self, catalogue_ids: Sequence[str]) -> np.ndarray:
         """Catalogue positions the model never saw (items added after training)."""
@@ -238,16 +240,28 @@ def yes_no_features(guide: Guide, p_llm, histories: Sequence[Sequence[int]], tar
         elif name in ("popularity", "liked"):
             columns.append(np.log1p(stats["count" if name == "popularity" else "liked"][np.asarray(targets, dtype=np.int64)]))
         else:
-            raise LlmrecError(f"unknown yes/no fusion input '{name}' (known: {', '.join(YES_NO_FEATURES)})")
+            raise LlmrecError(f"fusion.yes_no.features: unknown input '{name}' (known: {', '.join(YES_NO_FEATURES)})")
     return np.column_stack(columns) if columns else np.empty((len(targets), 0))
 
 
 def fusion_inputs(weights: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:
     """(input names, coefficients, intercept) of a tuned yes/no fusion; adapters tuned before the
     item statistics store (a, b, c) of sigmoid(a * logit p_LLM + b * log p_CF + c)."""
-    if "features" in weights:
-        return list(weights["features"]), np.asarray(weights["coef"], dtype=np.float64), float(weights["intercept"])
-    return ["llm", "cf"], np.asarray([weights["a"], weights["b"]], dtype=np.float64), float(weights["c"])
+    where = "llmrec_adapter.json: fusion.yes_no"
+    try:
+        if "features" in weights:
+            names, coef = [str(n) for n in weights["features"]], np.asarray(weights["coef"], dtype=np.float64)
+            intercept = float(weights["intercept"])
+        else:
+            names, coef = ["llm", "cf"], np.asarray([weights["a"], weights["b"]], dtype=np.float64)
+            intercept = float(weights["c"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LlmrecError(f"{where}: unreadable weights ({exc!r})") from None
+    if coef.shape != (len(names),) or not np.isfinite(coef).all() or not np.isfinite(intercept):
+        raise LlmrecError(f"{where}: expected one finite coef per feature, got {len(names)} features and coef {coef.tolist()}")
+    if unknown := [n for n in names if n not in YES_NO_FEATURES]:
+        raise LlmrecError(f"{where}.features: unknown input '{unknown[0]}' (known: {', '.join(YES_NO_FEATURES)})")
+    return names, coef, intercept
 
 
 def fused_yes(x: np.ndarray, weights: dict[str, Any]) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec.collab.guide import Guide, fuse_yes_no, normalised, top
+from llmrec.collab.guide import Guide, fuse_yes_no, fusion_inputs, normalised, top
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
@@ -149,6 +149,11 @@ class Recommender:
             )  # fmt: skip
         engine = load_backend(backend, base, adapter_dir if adapter else None, device, batch_size)
         guide = Guide.load(adapter_dir) if adapter else None
+        if guide is not None and (weights := (adapter.get("fusion") or {}).get("yes_no")):
+            names, _, _ = fusion_inputs(weights)  # a malformed fusion fails here, not at each request
+            if {"popularity", "liked"} & set(names) and guide.stats is None:
+                raise LlmrecError(f"{adapter_dir / 'cf' / 'item_stats.safetensors'}: missing, and the adapter's yes/no "
+                                  "fusion reads it (run llmrec tune --tasks yes_no to rebuild it)")  # fmt: skip
         return cls(engine, catalog, interactions, info, adapter, guide)
 
     def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:

@@ -120,10 +120,11 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
                       "seconds_per_user": round(per_user_s, 3), "seconds_per_user_at": options.candidates}}  # fmt: skip
 
 
-# The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. "cf,
-# popularity, liked" leaves the LLM out: reported to show what the LLM adds, never chosen.
+# The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. The
+# sets without the LLM are reported to show what it adds, never chosen: "items" (the two counts
+# alone) is what the sampling of unseen negatives leaves to any popularity signal.
 YES_NO_SETS = {"llm+cf": ("llm", "cf"), "llm+cf+items": ("llm", "cf", "popularity", "liked"),
-               "cf+items": ("cf", "popularity", "liked")}  # fmt: skip
+               "cf+items": ("cf", "popularity", "liked"), "items": ("popularity", "liked")}  # fmt: skip
 CHOSEN_FROM = ("llm+cf", "llm+cf+items")
 
 
@@ -135,12 +136,13 @@ def fit_platt(x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[s
     return {"features": list(names), "coef": [float(c) for c in fit.coef_[0]], "intercept": float(fit.intercept_[0])}
 
 
-def held_out(x: np.ndarray, labels: np.ndarray, users: Sequence[str], seed: int) -> np.ndarray:
-    """Each sample's fused p(yes) from weights fitted on the other half of the users (2-fold by user)."""
+def held_out(x: np.ndarray, labels: np.ndarray, users: Sequence[str], seed: int, names: Sequence[str]) -> np.ndarray:
+    """Each sample's fused p(yes) from weights fitted on the other half of the users (2-fold by
+    user); ``names`` are the inputs of ``x``'s columns."""
     from llmrec.collab.guide import fused_yes
 
-    names = sorted(set(users))
-    half = set(np.random.default_rng(seed).permutation(names)[: len(names) // 2].tolist())
+    everyone = sorted(set(users))
+    half = set(np.random.default_rng(seed).permutation(everyone)[: len(everyone) // 2].tolist())
     fold = np.asarray([u in half for u in users])
     out = np.empty(len(labels))
     for test in (fold, ~fold):
@@ -148,7 +150,7 @@ def held_out(x: np.ndarray, labels: np.ndarray, users: Sequence[str], seed: int)
         if len(set(labels[train].tolist())) < 2 or not test.any():
             raise LlmrecError("the valid yes/no samples are too few to hold half of the users out (need both labels "
                               "in each half)")  # fmt: skip
-        out[test] = fused_yes(x[test], fit_platt(x[train], labels[train], [str(i) for i in range(x.shape[1])]))
+        out[test] = fused_yes(x[test], fit_platt(x[train], labels[train], names))
     return out
 
 
@@ -177,7 +179,7 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], 
     report = {"llm": metrics(p_llm), **{name: metrics(x[:, column[name]], False) for name in YES_NO_FEATURES[1:]}}
     held = {}
     for name, inputs in YES_NO_SETS.items():
-        held[name] = metrics(held_out(x[:, [column[i] for i in inputs]], labels, users, seed))
+        held[name] = metrics(held_out(x[:, [column[i] for i in inputs]], labels, users, seed, inputs))
     chosen = max(CHOSEN_FROM, key=lambda name: (held[name]["auc"], -len(YES_NO_SETS[name])))
     inputs = YES_NO_SETS[chosen]
     weights = fit_platt(x[:, [column[i] for i in inputs]], labels, inputs)
@@ -186,6 +188,24 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], 
                                  "chosen": chosen,
                                  "note": "held_out: each half of the valid users scored by weights fitted on the other "
                                          "half; fused: the chosen inputs fitted and measured on all of valid"}}  # fmt: skip
+
+
+def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) -> None:
+    """Count the train split's interactions and likes per item into ``adapter/cf/`` (the guide of
+    an adapter trained before it kept them); the manifest's ``cf.bytes`` follows."""
+    import warnings
+
+    from llmrec.collab.guide import GUIDE_DIR, item_statistics
+    from llmrec.data import prepared
+    from llmrec.errors import LlmrecWarning
+
+    if manifest.get("data", {}).get("interactions_hash") != rec.info.get("hashes", {}).get("interactions"):
+        warnings.warn(f"{folder}: not the interactions the adapter was trained on; its item statistics now count "
+                      "this data's train split", LlmrecWarning, stacklevel=3)  # fmt: skip
+    rec.guide.stats = item_statistics(prepared.read_tables(folder)[1], rec.guide.item_ids)
+    rec.guide.save_stats(adapter)
+    if manifest.get("cf"):
+        manifest["cf"]["bytes"] = sum(p.stat().st_size for p in (adapter / GUIDE_DIR).iterdir())
 
 
 def tune(options: TuneOptions) -> dict[str, Any]:
@@ -208,11 +228,7 @@ def tune(options: TuneOptions) -> dict[str, Any]:
         fusion.update(tune_next_item(rec, valid_pairs(rec, folder, options.users, options.seed), options))
     if "yes_no" in options.tasks:
         if rec.guide.stats is None:  # an adapter trained before the guide kept them
-            from llmrec.collab.guide import item_statistics
-            from llmrec.data import prepared
-
-            rec.guide.stats = item_statistics(prepared.read_tables(folder)[1], rec.guide.item_ids)
-            rec.guide.save_stats(options.model)
+            _add_item_stats(rec, manifest, folder, Path(options.model))
         fusion["yes_no"] = tune_yes_no(rec, folder, valid_pairs(rec, folder, 0, options.seed), options.seed)
     fusion["tuned_on"] = {"data": str(folder), "split": "valid",
                           "data_manifest": rec.info.get("hashes", {})}  # fmt: skip
