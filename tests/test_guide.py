@@ -360,6 +360,28 @@ def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared
         Recommender.load(copy, prepared_small, device="cpu")
 
 
+def test_tune_can_refit_the_collaborative_model_for_other_data(fused_adapter, prepared_small, tmp_path):
+    """--cf replaces cf/ by a model fitted on --data's train split, and the fusion with a new one."""
+    import shutil
+
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.evaluation.tune import TuneOptions, tune
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    assert json.loads((copy / "cf" / "config.json").read_text())["model"] == "itemknn"
+    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=10,
+                              lambdas=["0", "100"], cf="popularity", progress=False))  # fmt: skip
+    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
+    assert manifest["cf"]["model"] == "popularity" and manifest["cf"]["fitted_on"]["hashes"]
+    assert manifest["cf"]["bytes"] == sum(p.stat().st_size for p in (copy / "cf").iterdir())
+    assert set(fusion["valid"]["by_lambda"]) == {"0", "100"} and fusion["yes_no"]["valid"]["samples"] > 10
+    rec = Recommender.load(copy, prepared_small, device="cpu")
+    counts = fit_guide(prepared_small, "popularity").model.counts
+    np.testing.assert_allclose(rec.guide.model.counts, counts)
+    assert not list(tmp_path.glob("adapter/.cf*"))  # no temporary folder left behind
+
+
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
     """The same adapter tuned on a copy of the data whose test events were replaced: same fusion."""
     import shutil

@@ -53,26 +53,31 @@ class Guide:
 
     def save(self, adapter: Path) -> int:
         """Write ``adapter/cf/``; returns the bytes written."""
-        from safetensors.numpy import save_file
-
         folder = Path(adapter) / GUIDE_DIR
         folder.mkdir(parents=True, exist_ok=True)
+        return self.write(folder)
+
+    def write(self, folder: Path) -> int:
+        """Write the guide's files into ``folder`` itself; returns the bytes written."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
         config, arrays = self.model.state()
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS))
         (folder / ITEM_IDS).write_text(json.dumps(self.item_ids))
         (folder / CONFIG).write_text(json.dumps({"model": self.name, "config": config, **self.report}, indent=2) + "\n")
         if self.stats is not None:
-            self.save_stats(adapter)
+            self.save_stats(folder.parent, folder.name)
         return sum(p.stat().st_size for p in folder.iterdir())
 
-    def save_stats(self, adapter: Path) -> None:
+    def save_stats(self, adapter: Path, folder: str = GUIDE_DIR) -> None:
         """Write ``adapter/cf/item_stats.safetensors`` (through a temporary file)."""
         from safetensors.numpy import save
 
         from llmrec.files import atomic_write_bytes
 
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.stats.items()}
-        atomic_write_bytes(Path(adapter) / GUIDE_DIR / STATS, save(arrays))
+        atomic_write_bytes(Path(adapter) / folder / STATS, save(arrays))
 
     @classmethod
     def load(cls, adapter: str | Path) -> Guide | None:

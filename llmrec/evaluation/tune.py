@@ -47,6 +47,9 @@ class TuneOptions:
                                 help="the lambda grid, comma-separated")  # fmt: skip
     tasks: list[str] = option(default_factory=lambda: ["next_item", "yes_no"], parse=parse_list,
                               help="what to tune: next_item,yes_no")  # fmt: skip
+    cf: str | None = option(None, "first fit a new collaborative model on --data's train split (auto, sasrec, itemknn, "
+                            "popularity) into the adapter's cf/, replacing its own and its fusion: to use an adapter "
+                            "on another catalogue of its domain", metavar="MODEL")  # fmt: skip
     progress: bool = option(True, "no progress bars", flag="--no-progress")
     grid: list[float] = option(default_factory=list, cli=False)
 
@@ -59,6 +62,8 @@ class TuneOptions:
             raise LlmrecError("--lambdas: every lambda must be a finite number >= 0")
         if self.candidates < 1 or self.users < 0:
             raise LlmrecError("--candidates must be >= 1 and --users >= 0")
+        if self.cf is not None and self.cf not in ("auto", "sasrec", "itemknn", "popularity"):
+            raise LlmrecError(f"--cf: expected auto, sasrec, itemknn or popularity, got '{self.cf}'")
         unknown = [t for t in self.tasks if t not in ("next_item", "yes_no")]
         if unknown or not self.tasks:
             raise LlmrecError(f"--tasks: expected next_item and/or yes_no, got {','.join(self.tasks) or '(none)'}")
@@ -190,6 +195,28 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], 
                                          "half; fused: the chosen inputs fitted and measured on all of valid"}}  # fmt: skip
 
 
+def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool) -> None:
+    """Replace ``adapter/cf/`` by a collaborative model fitted on ``folder``'s train split (tuned
+    on its valid split) and drop the fusion tuned for the old one; the manifest's ``cf`` says
+    which data it was fitted on. The adapter is consistent at every step (without a fusion it
+    answers with the LLM alone until this tune writes the new one)."""
+    from llmrec.collab.guide import GUIDE_DIR, fit_guide
+    from llmrec.data import prepared
+    from llmrec.files import atomic_dir, atomic_write_text
+    from llmrec.training.adapter import MANIFEST
+
+    guide = fit_guide(folder, choice, progress)
+    manifest = json.loads((adapter / MANIFEST).read_text())
+    manifest.pop("fusion", None)
+    atomic_write_text(adapter / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    with atomic_dir(adapter / GUIDE_DIR, overwrite=True) as tmp:
+        written = guide.write(tmp)
+    hashes = prepared.read_manifest(folder).get("hashes", {})
+    manifest["cf"] = {"model": guide.name, **guide.report, "bytes": written,
+                      "fitted_on": {"data": str(folder), "hashes": hashes}}  # fmt: skip
+    atomic_write_text(adapter / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
 def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) -> None:
     """Count the train split's interactions and likes per item into ``adapter/cf/`` (the guide of
     an adapter trained before it kept them); the manifest's ``cf.bytes`` follows."""
@@ -219,9 +246,11 @@ def tune(options: TuneOptions) -> dict[str, Any]:
     if not manifest_path.is_file():
         raise LlmrecError(f"{options.model}: not an llmrec adapter folder (no {MANIFEST})")
     folder = prepared_folder(options.data, options.progress)
+    if options.cf is not None:
+        _refit_guide(Path(options.model), folder, options.cf, options.progress)
     rec = Recommender.load(options.model, folder, device=options.device, batch_size=1)
     if rec.guide is None:
-        raise LlmrecError(f"{options.model}: no collaborative model (cf/) to fuse with; train with --cf")
+        raise LlmrecError(f"{options.model}: no collaborative model (cf/) to fuse with; train with --cf or tune with --cf")
     manifest = json.loads(manifest_path.read_text())
     fusion = dict(manifest.get("fusion") or {})
     if "next_item" in options.tasks:
