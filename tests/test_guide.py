@@ -6,6 +6,7 @@ embedded ml-latest-small's."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,10 @@ def test_a_saved_guide_scores_like_the_fitted_model(name, tmp_path):
     model = make(name, **options).fit(sequences, 40)
     item_ids = [f"i{n}" for n in range(40)]
     Guide(name, model, item_ids, {"valid_ndcg@10": 0.1}).save(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "cf").iterdir():  # readable by whoever may read the install, as any file
+        assert path.stat().st_mode & 0o044 == 0o044 & ~umask, path.name
     loaded = Guide.load(tmp_path)
     assert loaded.name == name and loaded.report == {"valid_ndcg@10": 0.1}
     histories = [[1, 2, 3], [39], []]

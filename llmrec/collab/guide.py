@@ -59,11 +59,12 @@ class Guide:
 
     def write(self, folder: Path) -> int:
         """Write the guide's files into ``folder`` itself; returns the bytes written."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         folder = Path(folder)
         config, arrays = self.model.state()
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS))
+        # bytes, not save_file: that creates the file 0600, unreadable to other users of an install
+        (folder / WEIGHTS).write_bytes(save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
         (folder / ITEM_IDS).write_text(json.dumps(self.item_ids))
         (folder / CONFIG).write_text(json.dumps({"model": self.name, "config": config, **self.report}, indent=2) + "\n")
         if self.stats is not None:
