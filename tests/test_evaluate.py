@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,9 +26,10 @@ def test_report_schema_and_shards_merge_to_one_run(toy_model: Path, prepared_sma
               "--k", "1,5,10"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "all")]) == 0
     report = json.loads((tmp_path / "all" / "report.json").read_text())
-    assert set(report) == {"systems", "comparisons", "config", "data_manifest"}
+    assert set(report) == {"systems", "comparisons", "yes_no_comparisons", "config", "data_manifest"}
     assert set(report["systems"]) == {"llmrec", "popularity"}
     assert set(report["comparisons"]) == {"llmrec - popularity"}
+    assert set(report["yes_no_comparisons"]) == {"llmrec - popularity"}
     llm = report["systems"]["llmrec"]
     assert {"hr@10", "ndcg@10", "mrr@10", "valid_rate", "auc", "uauc", "ece", "grounded_rate", "rank_hr@1"} <= set(llm)
     assert llm["valid_rate"] == 1.0 and llm["users"] == 6
@@ -161,3 +163,32 @@ def test_cached_preparation_is_redone_when_the_input_changes(tiny_movielens: Pat
     assert second != first
     counts = [json.loads((f / "manifest.json").read_text())["interactions"] for f in (first, second)]
     assert counts[1] == counts[0] + 1
+
+
+def test_the_paired_auc_bootstrap():
+    """The difference is the two AUCs' on the shared samples; a system against itself gives 0;
+    a clearly better system's interval excludes 0, a noise-level one's does not."""
+    from sklearn.metrics import roc_auc_score
+
+    from llmrec.evaluation.report import paired_bootstrap_auc
+
+    rng = np.random.default_rng(0)
+    users = [f"u{n // 4}" for n in range(800)]
+    y = rng.integers(0, 2, size=800)
+    base = y + rng.normal(0, 2.0, size=800)  # a weak signal
+    good = y + rng.normal(0, 0.7, size=800)  # a strong one
+    noisy = base + rng.normal(0, 0.05, size=800)  # the weak one, barely moved
+
+    def records(name, scores):
+        return [{"system": name, "task": "yes_no", "user": u, "item": n, "label": int(y[n]), "score": float(s)}
+                for n, (u, s) in enumerate(zip(users, scores))]  # fmt: skip
+
+    all_records = records("a", good) + records("b", base) + records("c", noisy)
+    better = paired_bootstrap_auc(all_records, "a", "b", samples=300)
+    assert better["auc"]["difference"] == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, base), abs=1e-12)
+    assert better["users"] == 200 and better["samples"] == 800
+    assert 0 < better["auc"]["ci95"][0] < better["auc"]["difference"] < better["auc"]["ci95"][1]
+    same = paired_bootstrap_auc(all_records, "b", "b", samples=50)
+    assert same["auc"]["difference"] == 0 and same["auc"]["ci95"] == [0, 0]
+    close = paired_bootstrap_auc(all_records, "c", "b", samples=300)
+    assert close["auc"]["ci95"][0] < 0 < close["auc"]["ci95"][1]

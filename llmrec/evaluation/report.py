@@ -112,6 +112,66 @@ def comparisons(records: list[dict[str, Any]], systems: dict[str, dict[str, Any]
     return out
 
 
+def paired_bootstrap_auc(records: list[dict[str, Any]], system: str, against: str,
+                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any] | None:  # fmt: skip
+    """yes/no AUC of ``system`` minus ``against``'s on the samples both scored, with a 95% paired
+    bootstrap interval: users are resampled with replacement (a user's samples stay together)
+    and both AUCs are computed on each resample (ties count half, as in the reported AUC)."""
+    from scipy.stats import rankdata
+
+    scores: dict[str, dict[tuple, float]] = defaultdict(dict)
+    labels: dict[tuple, int] = {}
+    for r in records:
+        if r["task"] == "yes_no" and r["system"] in (system, against):
+            key = (r["user"], str(r["item"]))
+            scores[r["system"]][key] = float(r["score"])
+            labels[key] = int(r["label"])
+    keys = sorted(set(scores[system]) & set(scores[against]))
+    y = np.array([labels[k] for k in keys], dtype=int)
+    if len(set(y.tolist())) < 2:
+        return None
+    a = np.array([scores[system][k] for k in keys])
+    b = np.array([scores[against][k] for k in keys])
+
+    def auc(rows: np.ndarray, s: np.ndarray) -> float:
+        pos = y[rows] == 1
+        n1, n0 = int(pos.sum()), int((~pos).sum())
+        if not n1 or not n0:
+            return float("nan")
+        return float((rankdata(s[rows])[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+    users = sorted({u for u, _ in keys})
+    position = {u: n for n, u in enumerate(users)}
+    rows_of: list[list[int]] = [[] for _ in users]
+    for n, (u, _) in enumerate(keys):
+        rows_of[position[u]].append(n)
+    rows_of_arrays = [np.asarray(r) for r in rows_of]
+    everything = np.arange(len(keys))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(samples):
+        rows = np.concatenate([rows_of_arrays[i] for i in rng.integers(0, len(users), size=len(users))])
+        diffs.append(auc(rows, a) - auc(rows, b))
+    diffs = np.asarray(diffs)
+    diffs = diffs[np.isfinite(diffs)]  # a resample with one class only has no AUC
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"users": len(users), "samples": len(keys), "resamples": int(len(diffs)),
+            "auc": {"difference": auc(everything, a) - auc(everything, b), "ci95": [float(lo), float(hi)]}}  # fmt: skip
+
+
+def yes_no_comparisons(records: list[dict[str, Any]], systems: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """llmrec's yes/no AUC against the baseline with the best AUC (paired bootstrap intervals)."""
+    baselines = [n for n in systems if not n.startswith("llmrec") and "auc" in systems[n]]
+    if "llmrec" not in systems or "auc" not in systems["llmrec"] or not baselines:
+        return {}
+    best = max(baselines, key=lambda n: systems[n]["auc"])
+    out = {}
+    for name in [n for n in systems if n.startswith("llmrec") and "auc" in systems[n]]:
+        if (result := paired_bootstrap_auc(records, name, best)) is not None:
+            out[f"{name} - {best}"] = result
+    return out
+
+
 def is_evaluation(folder: Path) -> bool:
     """Whether ``folder`` was written by ``llmrec evaluate`` (or ``evaluate-merge``)."""
     return (Path(folder) / PREDICTIONS).is_file()
@@ -143,7 +203,8 @@ def write_report(folder: Path, records: list[dict[str, Any]], config: dict[str, 
     """Write report.json, report.md and the plots into ``folder`` (already a temporary folder)."""
     ks = config["k"]
     systems = system_metrics(records, ks, config["catalogue_items"])
-    report = {"systems": systems, "comparisons": comparisons(records, systems), "config": config,
+    report = {"systems": systems, "comparisons": comparisons(records, systems),
+              "yes_no_comparisons": yes_no_comparisons(records, systems), "config": config,
               "data_manifest": data_manifest}  # fmt: skip
     (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=float) + "\n")
     (folder / "report.md").write_text(markdown(report))
@@ -189,6 +250,13 @@ def markdown(report: dict[str, Any]) -> str:
             cells = [f"{c[m]['difference']:+.4f} [{c[m]['ci95'][0]:+.4f}, {c[m]['ci95'][1]:+.4f}]"
                      for m in ("ndcg@10", "hr@10")]  # fmt: skip
             lines.append(f"| {name} | {c['users']:,} | {cells[0]} | {cells[1]} |")
+    if compared := report.get("yes_no_comparisons"):
+        lines += ["", "yes/no AUC against the baseline with the best AUC (paired bootstrap over users, 95% interval):",
+                  "", "| comparison | users | samples | AUC difference [95% CI] |", "|---|---:|---:|---|"]
+        for name, c in compared.items():
+            d = c["auc"]
+            lines.append(f"| {name} | {c['users']:,} | {c['samples']:,} | {d['difference']:+.4f} "
+                         f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |")  # fmt: skip
     if tuning := cfg.get("tuning"):
         lines += ["", "Baseline settings chosen on the valid split:", ""]
         lines += [f"- {name}: {json.dumps(t)}" for name, t in tuning.items()]
