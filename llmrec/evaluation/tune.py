@@ -9,9 +9,9 @@ n of the scored lists): fewer candidates mean less LLM work per request.
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
 e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
 yes/no samples; the item statistics go in only when they score better on held-out valid users.
-Both go into the adapter manifest (``fusion``), which ``recommend``/``predict``/``evaluate`` then use. Only events of the train and
-valid splits are read: the histories end before the valid event, and the test split is dropped
-before anything is built from the interactions.
+Both go into the adapter manifest (``fusion``), which ``recommend``/``predict``/``evaluate`` then
+use. Only events of the train and valid splits are read: the histories end before the valid
+event, and the test split is dropped before anything is built from the interactions.
 """
 
 from __future__ import annotations
