@@ -68,17 +68,17 @@ class Guide:
         (folder / ITEM_IDS).write_text(json.dumps(self.item_ids))
         (folder / CONFIG).write_text(json.dumps({"model": self.name, "config": config, **self.report}, indent=2) + "\n")
         if self.stats is not None:
-            self.save_stats(folder.parent, folder.name)
+            self.save_stats(folder)
         return sum(p.stat().st_size for p in folder.iterdir())
 
-    def save_stats(self, adapter: Path, folder: str = GUIDE_DIR) -> None:
-        """Write ``adapter/cf/item_stats.safetensors`` (through a temporary file)."""
+    def save_stats(self, folder: Path) -> None:
+        """Write ``folder/item_stats.safetensors`` (``folder``: an adapter's ``cf/``) through a temporary file."""
         from safetensors.numpy import save
 
         from llmrec.files import atomic_write_bytes
 
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.stats.items()}
-        atomic_write_bytes(Path(adapter) / folder / STATS, save(arrays))
+        atomic_write_bytes(Path(folder) / STATS, save(arrays))
 
     @classmethod
     def load(cls, adapter: str | Path) -> Guide | None:

@@ -312,7 +312,12 @@ def _check_templates(rec, manifest: dict[str, Any], samples: dict[str, list]) ->
 def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
     """p(yes) of the prepared prompts; with a tuned yes/no fusion, ``llmrec`` is the fused
     probability and ``llmrec-llm`` / ``llmrec-cf`` its parts (when asked for)."""
-    from llmrec.collab.guide import fuse_yes_no, target_log_probs
+    from llmrec.collab.guide import (
+        fused_yes,
+        fusion_inputs,
+        target_log_probs,
+        yes_no_features,
+    )
 
     p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
     weights = rec.fusion.get("yes_no") if rec.guide is not None else None
@@ -321,11 +326,14 @@ def _llm_yes_no(rec, rows, records, split: _Split, variants: list[str]) -> None:
         systems["llmrec"] = (p_llm, True)
     else:
         histories, targets = [split.pairs[r["user"]][0] for r in rows], [r["pos"] for r in rows]
-        systems["llmrec"] = (fuse_yes_no(rec.guide, weights, p_llm, histories, targets, rec.item_ids), True)
+        names, _, _ = fusion_inputs(weights)
+        x = yes_no_features(rec.guide, p_llm, histories, targets, rec.item_ids, names)
+        systems["llmrec"] = (fused_yes(x, weights), True)
         if "llm" in variants:
             systems["llmrec-llm"] = (p_llm, True)
-        if "cf" in variants:
-            systems["llmrec-cf"] = (target_log_probs(rec.guide, histories, targets, rec.item_ids), False)  # a log-probability: ranking quality only
+        if "cf" in variants:  # log p_CF(target), an input of the fusion: ranking quality only
+            s_cf = x[:, names.index("cf")] if "cf" in names else target_log_probs(rec.guide, histories, targets, rec.item_ids)
+            systems["llmrec-cf"] = (s_cf, False)
     for system, (scores, probability) in systems.items():
         for r, p in zip(rows, scores.tolist()):
             records.append({"system": system, "task": "yes_no", "user": r["user"], "item": r["item"],

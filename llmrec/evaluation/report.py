@@ -140,22 +140,20 @@ def paired_bootstrap_auc(records: list[dict[str, Any]], system: str, against: st
             return float("nan")
         return float((rankdata(s[rows])[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
-    users = sorted({u for u, _ in keys})
-    position = {u: n for n, u in enumerate(users)}
-    rows_of: list[list[int]] = [[] for _ in users]
+    rows_of: dict[str, list[int]] = defaultdict(list)  # keys are sorted, so users come in order
     for n, (u, _) in enumerate(keys):
-        rows_of[position[u]].append(n)
-    rows_of_arrays = [np.asarray(r) for r in rows_of]
+        rows_of[u].append(n)
+    groups = [np.asarray(rows) for rows in rows_of.values()]
     everything = np.arange(len(keys))
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(samples):
-        rows = np.concatenate([rows_of_arrays[i] for i in rng.integers(0, len(users), size=len(users))])
+        rows = np.concatenate([groups[i] for i in rng.integers(0, len(groups), size=len(groups))])
         diffs.append(auc(rows, a) - auc(rows, b))
     diffs = np.asarray(diffs)
     diffs = diffs[np.isfinite(diffs)]  # a resample with one class only has no AUC
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"users": len(users), "samples": len(keys), "resamples": int(len(diffs)),
+    return {"users": len(groups), "samples": len(keys), "resamples": int(len(diffs)),
             "auc": {"difference": auc(everything, a) - auc(everything, b), "ci95": [float(lo), float(hi)]}}  # fmt: skip
 
 

@@ -230,7 +230,7 @@ def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) 
         warnings.warn(f"{folder}: not the interactions the adapter was trained on; its item statistics now count "
                       "this data's train split", LlmrecWarning, stacklevel=3)  # fmt: skip
     rec.guide.stats = item_statistics(prepared.read_tables(folder)[1], rec.guide.item_ids)
-    rec.guide.save_stats(adapter)
+    rec.guide.save_stats(adapter / GUIDE_DIR)
     if manifest.get("cf"):
         manifest["cf"]["bytes"] = sum(p.stat().st_size for p in (adapter / GUIDE_DIR).iterdir())
 
