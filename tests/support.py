@@ -29,3 +29,20 @@ def run_failing(argv: list[str], capsys) -> str:
 def leftovers(folder: Path) -> list[str]:
     """Temporary folders of ours left in ``folder``."""
     return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def with_other_test_events(folder: Path, out: Path, seed: int) -> Path:
+    """A copy of a prepared folder whose test events point at random catalogue items."""
+    import shutil
+
+    import numpy as np
+
+    from llmrec.data import prepared
+
+    shutil.copytree(folder, out)
+    catalog, interactions, _ = prepared.read_tables(out)
+    test = interactions["split"] == "test"
+    items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
+    interactions.loc[test, "item_id"] = np.random.default_rng(seed).choice(items, int(test.sum()))
+    interactions.to_parquet(out / "interactions.parquet")
+    return out

@@ -1,7 +1,7 @@
 """Collaborative-guided decoding: node log-masses from one prefix sum, the product of experts in
 both beam searches (transformers' and the engine-agnostic one vLLM uses), and the collaborative
 model saved inside an adapter. A toy Llama with the real tokenizer; the catalogue is the
-embedded ml-latest-small's."""
+embedded ml-latest-small's. The fusion tuned on the valid split: tests/test_fusion.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import with_other_test_events
 
 from llmrec.collab import make
 from llmrec.collab.guide import Guide, fit_guide
@@ -122,19 +123,6 @@ def test_a_saved_guide_scores_like_the_fitted_model(name, tmp_path):
     assert loaded.knows([1], item_ids) and not loaded.knows([], item_ids)
 
 
-def with_other_test_events(folder: Path, out: Path, seed: int) -> Path:
-    """A copy of a prepared folder whose test events point at random catalogue items."""
-    import shutil
-
-    shutil.copytree(folder, out)
-    catalog, interactions, _ = prepared.read_tables(out)
-    test = interactions["split"] == "test"
-    items = catalog["item_id"].astype(interactions["item_id"].dtype).to_numpy()
-    interactions.loc[test, "item_id"] = np.random.default_rng(seed).choice(items, int(test.sum()))
-    interactions.to_parquet(out / "interactions.parquet")
-    return out
-
-
 def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
     """The guide's choice, setting and weights depend on train and valid events only."""
     changed = with_other_test_events(prepared_small, tmp_path / "changed", seed=0)
@@ -153,54 +141,6 @@ def test_the_baselines_are_tuned_on_every_setting_the_guide_is():
 
     for name, grid in GUIDE_GRIDS.items():
         assert all(setting in GRIDS[name] for setting in grid), name
-
-
-def test_item_statistics_count_the_train_events_and_travel_with_the_guide(tmp_path):
-    import pandas as pd
-
-    from llmrec.collab.guide import item_statistics
-
-    interactions = pd.DataFrame({"item_id": [1, 1, 2, 1, 3, 9], "liked": [True, False, True, True, True, True],
-                                 "split": ["train", "train", "train", "valid", "test", "train"]})  # fmt: skip
-    stats = item_statistics(interactions, ["1", "2", "3"])  # item 9 is not in the model's list
-    assert stats["count"].tolist() == [2, 1, 0] and stats["liked"].tolist() == [1, 1, 0]
-    model = make("popularity").fit([[0, 1]], 3)
-    Guide("popularity", model, ["1", "2", "3"], {}, stats).save(tmp_path)
-    loaded = Guide.load(tmp_path)
-    served = loaded.item_stats(["3", "new", "1"])  # serving order, with an item the model never saw
-    assert served["count"].tolist() == [0, 1, 2] and served["liked"].tolist() == [0, 1, 1]  # new: the medians
-    (tmp_path / "cf" / "item_stats.safetensors").unlink()
-    assert Guide.load(tmp_path).stats is None  # an adapter from before the statistics still loads
-
-
-def test_a_fusion_tuned_before_the_item_statistics_still_reads():
-    from llmrec.collab.guide import fused_yes, fusion_inputs
-
-    old = {"a": 0.8, "b": 0.1, "c": -0.5}
-    names, coef, intercept = fusion_inputs(old)
-    assert names == ["llm", "cf"] and coef.tolist() == [0.8, 0.1] and intercept == -0.5
-    x = np.array([[0.3, -7.0], [-1.2, -12.0]])
-    np.testing.assert_allclose(fused_yes(x, old), 1 / (1 + np.exp(-(0.8 * x[:, 0] + 0.1 * x[:, 1] - 0.5))))
-
-
-def test_held_out_fusion_scores_never_see_their_own_labels():
-    """Each half of the users is scored by weights fitted on the other half: changing the labels
-    of one half moves the other half's scores and never its own."""
-    from llmrec.evaluation.tune import held_out
-
-    rng = np.random.default_rng(0)
-    users = [f"u{n % 40}" for n in range(400)]
-    x = rng.normal(size=(400, 3))
-    labels = (x[:, 0] + rng.normal(size=400) > 0).astype(int)
-    names = ["llm", "cf", "popularity"]
-    first = held_out(x, labels, users, 3, names)
-    u = users[0]
-    mine = np.asarray([v == u for v in users])
-    flipped = labels.copy()
-    flipped[mine] = 1 - flipped[mine]
-    second = held_out(x, flipped, users, 3, names)
-    np.testing.assert_allclose(second[mine], first[mine])  # u's scores come from the other half's fit
-    assert not np.allclose(second[~mine], first[~mine])  # and u's labels moved that half's weights
 
 
 @pytest.fixture(scope="module")
@@ -252,185 +192,6 @@ def test_a_mode_that_needs_a_guide_says_so(toy_model, prepared_small):
         rec.recommend(["1"], 3, mode="rerank")
     with pytest.raises(LlmrecError, match="mode 'fused'"):
         rec.recommend(["1"], 3, mode="fused")
-
-
-@pytest.fixture(scope="module")
-def fused_adapter(prepared_small, toy_model, tmp_path_factory):
-    """A toy adapter with an item-kNN guide, its fusion tuned on the valid split."""
-    from llmrec.evaluation.tune import TuneOptions, tune
-    from llmrec.training.recipe import load_recipe
-    from llmrec.training.train import TrainOptions, train
-
-    out = tmp_path_factory.mktemp("fused") / "adapter"
-    recipe = load_recipe("quick").replace(base=str(toy_model), max_steps=1, batch_size=2, max_eval_samples=2)
-    train(TrainOptions(prepared_small, out, recipe, progress=False))
-    fusion = tune(TuneOptions(model=out, data=str(prepared_small), device="cpu", users=12, candidates=10,
-                              lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
-    return out, fusion
-
-
-def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
-    from llmrec.decoding.recommender import Recommender
-
-    out, fusion = fused_adapter
-    assert fusion["mode"] == "rerank" and fusion["lambda"] in (0.0, 0.5, 100.0)
-    table = fusion["valid"]["by_lambda"]
-    assert set(table) == {"0", "0.5", "100"} and fusion["valid"]["users"] == 12
-    assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in table.values())
-    yes_no = fusion["yes_no"]
-    assert yes_no["valid"]["samples"] > 10 and yes_no["valid"]["chosen"] in ("llm+cf", "llm+cf+items")
-    assert yes_no["features"][:2] == ["llm", "cf"] and len(yes_no["coef"]) == len(yes_no["features"])
-    assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items", "items"}
-    rec = Recommender.load(out, prepared_small, device="cpu")
-    assert rec.default_mode() == "rerank" and rec.fusion["lambda"] == fusion["lambda"]
-    # predict fuses too: the same request, with and without the tuned yes/no weights
-    fused = rec.predict_yes_no(["1", "2"], "3")
-    weights = rec.fusion.pop("yes_no")
-    assert fused != rec.predict_yes_no(["1", "2"], "3") and 0.0 < fused < 1.0
-    rec.fusion["yes_no"] = weights
-
-
-def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):
-    import shutil
-
-    from llmrec.evaluation.tune import TuneOptions, tune
-
-    copy = tmp_path / "adapter"
-    shutil.copytree(fused_adapter[0], copy)
-    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=25,
-                              lambdas=["0", "100"], tasks=["next_item"], progress=False))  # fmt: skip
-    sizes = fusion["valid"]["by_candidates"]
-    assert list(sizes) == ["10", "20", "25"]
-    recalls = [sizes[n]["candidate_recall"] for n in sizes]
-    assert recalls == sorted(recalls)  # the top 10 are inside the top 20, inside the top 25
-    best = max(m["ndcg@10"] for m in sizes.values())
-    chosen = sizes[str(fusion["rerank_candidates"])]
-    assert chosen["ndcg@10"] == best and chosen["lambda"] == fusion["lambda"]
-    assert all(int(n) >= fusion["rerank_candidates"] for n, m in sizes.items() if m["ndcg@10"] == best)
-    assert fusion["valid"]["by_lambda"][f"{fusion['lambda']:g}"]["ndcg@10"] == best
-    # the top 10 of the 25 scored candidates are what tuning with 10 candidates scores
-    ten = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=10,
-                           lambdas=["0", "100"], tasks=["next_item"], progress=False))  # fmt: skip
-    assert ten["valid"]["by_candidates"]["10"] == pytest.approx(sizes["10"], abs=1e-4)
-
-
-def test_an_older_adapter_fuses_with_a_b_c_and_tune_adds_its_item_statistics(fused_adapter, prepared_small, tmp_path):
-    """An adapter tuned before the item statistics: (a, b, c) weights and no cf/item_stats."""
-    import shutil
-
-    from llmrec.collab.guide import fused_yes, logit, target_log_probs
-    from llmrec.decoding.recommender import Recommender
-    from llmrec.evaluation.tune import TuneOptions, tune
-
-    copy = tmp_path / "adapter"
-    shutil.copytree(fused_adapter[0], copy)
-    stats = copy / "cf" / "item_stats.safetensors"
-    written = stats.read_bytes()
-    stats.unlink()
-    manifest_path = copy / "llmrec_adapter.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["fusion"]["yes_no"] = {"a": 1.5, "b": 0.2, "c": 0.7, "valid": {}}
-    manifest_path.write_text(json.dumps(manifest))
-    rec = Recommender.load(copy, prepared_small, device="cpu")
-    history, target = rec.resolve(["1", "2"]), rec.position["3"]
-    rec.fusion.pop("yes_no")
-    p_llm = rec.predict_yes_no(["1", "2"], "3")
-    s_cf = target_log_probs(rec.guide, [history], [target], rec.item_ids)
-    rec.fusion["yes_no"] = manifest["fusion"]["yes_no"]
-    expected = fused_yes(np.column_stack([logit([p_llm]), s_cf]), rec.fusion["yes_no"])[0]
-    assert rec.predict_yes_no(["1", "2"], "3") == pytest.approx(expected, abs=1e-9)
-    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], progress=False))
-    assert stats.read_bytes() == written  # the same train counts train wrote
-    assert fusion["yes_no"]["coef"] == pytest.approx(fused_adapter[1]["yes_no"]["coef"], abs=1e-9)
-    again = json.loads(manifest_path.read_text())
-    assert again["cf"]["bytes"] == sum(p.stat().st_size for p in (copy / "cf").iterdir())
-
-
-def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared_small, tmp_path):
-    import shutil
-
-    from llmrec.decoding.recommender import Recommender
-    from llmrec.errors import LlmrecError
-
-    copy = tmp_path / "adapter"
-    shutil.copytree(fused_adapter[0], copy)
-    (copy / "cf" / "item_stats.safetensors").unlink()
-    with pytest.raises(LlmrecError, match="item_stats.safetensors: missing"):
-        Recommender.load(copy, prepared_small, device="cpu")
-    manifest_path = copy / "llmrec_adapter.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["fusion"]["yes_no"]["coef"] = manifest["fusion"]["yes_no"]["coef"][:1]
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(LlmrecError, match="fusion.yes_no: expected one finite coef per feature"):
-        Recommender.load(copy, prepared_small, device="cpu")
-
-
-def test_tune_can_refit_the_collaborative_model_for_other_data(fused_adapter, prepared_small, tmp_path):
-    """--cf replaces cf/ by a model fitted on --data's train split, and the fusion with a new one."""
-    import shutil
-
-    from llmrec.decoding.recommender import Recommender
-    from llmrec.evaluation.tune import TuneOptions, tune
-
-    copy = tmp_path / "adapter"
-    shutil.copytree(fused_adapter[0], copy)
-    assert json.loads((copy / "cf" / "config.json").read_text())["model"] == "itemknn"
-    fusion = tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", users=12, candidates=10,
-                              lambdas=["0", "100"], cf="popularity", progress=False))  # fmt: skip
-    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
-    assert manifest["cf"]["model"] == "popularity" and manifest["cf"]["fitted_on"]["hashes"]
-    assert manifest["cf"]["bytes"] == sum(p.stat().st_size for p in (copy / "cf").iterdir())
-    assert set(fusion["valid"]["by_lambda"]) == {"0", "100"} and fusion["yes_no"]["valid"]["samples"] > 10
-    rec = Recommender.load(copy, prepared_small, device="cpu")
-    counts = fit_guide(prepared_small, "popularity").model.counts
-    np.testing.assert_allclose(rec.guide.model.counts, counts)
-    assert not list(tmp_path.glob("adapter/.cf*"))  # no temporary folder left behind
-
-
-def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):
-    """The same adapter tuned on a copy of the data whose test events were replaced: same fusion."""
-    import shutil
-
-    from llmrec.evaluation.tune import TuneOptions, tune
-
-    out, fusion = fused_adapter
-    changed = with_other_test_events(prepared_small, tmp_path / "changed", seed=1)
-    copy = tmp_path / "adapter"
-    shutil.copytree(out, copy)
-    # without its item statistics, as an older adapter: tune counts them again from the changed data
-    (copy / "cf" / "item_stats.safetensors").unlink()
-    manifest_path = copy / "llmrec_adapter.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["fusion"]["yes_no"]
-    manifest_path.write_text(json.dumps(manifest))
-    again = tune(TuneOptions(model=copy, data=str(changed), device="cpu", users=12, candidates=10,
-                             lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
-    assert (copy / "cf" / "item_stats.safetensors").is_file()
-    for key in ("lambda", "mode", "rerank_candidates"):
-        assert again[key] == fusion[key]
-    assert again["valid"]["by_lambda"] == fusion["valid"]["by_lambda"]
-    assert again["yes_no"]["features"] == fusion["yes_no"]["features"]
-    assert again["yes_no"]["coef"] == pytest.approx(fusion["yes_no"]["coef"], abs=1e-9)
-    assert again["yes_no"]["intercept"] == pytest.approx(fusion["yes_no"]["intercept"], abs=1e-9)
-    assert again["yes_no"]["valid"]["held_out"] == fusion["yes_no"]["valid"]["held_out"]
-
-
-def test_evaluate_reports_each_part_and_the_bootstrap_difference(fused_adapter, prepared_small, tmp_path):
-    from llmrec.evaluation.evaluate import EvaluateOptions, evaluate
-
-    out, _ = fused_adapter
-    report = evaluate(EvaluateOptions(model=str(out), data=str(prepared_small), device="cpu", out=tmp_path / "e",
-                                      users=8, k=[10], baselines=["popularity"], explain_users=0,
-                                      progress=False))  # fmt: skip
-    systems = report["systems"]
-    assert {"llmrec", "llmrec-llm", "llmrec-cf", "popularity"} <= set(systems)
-    assert systems["llmrec"]["users"] == systems["llmrec-cf"]["users"] == 8
-    assert {"auc", "ece"} <= set(systems["llmrec"]) and "auc" in systems["llmrec-cf"]
-    compared = report["comparisons"]["llmrec - popularity"]
-    assert compared["users"] == 8
-    low, high = compared["ndcg@10"]["ci95"]
-    assert low <= compared["ndcg@10"]["difference"] <= high
-    assert "paired bootstrap" in (tmp_path / "e" / "report.md").read_text()
 
 
 def test_new_items_and_unknown_histories_with_a_guide(guided):
