@@ -141,12 +141,23 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
                                 SampleOptions(train_targets_per_user=2))  # fmt: skip
         return build_samples(catalog, inter, builder, progress=False, workers=workers), builder.skipped
 
+    def one_user_at_a_time():
+        builder = SampleBuilder(catalog, shipped_templates(), PromptRenderer(tokenizer, 512), domain_words("movie"),
+                                SampleOptions(train_targets_per_user=2))  # fmt: skip
+        out = {t: {s: [] for s in samples_module.SPLITS} for t in builder.options.tasks}
+        for index, (user, events) in enumerate(samples_module.user_events(catalog, inter)):
+            for record in builder.user_records(user, events, index):  # each user's prompts fitted alone
+                out[record["task"]][record["split"]].append(record)
+        return out, builder.skipped
+
     chunk = samples_module._CHUNK
     samples_module._CHUNK = 7  # several chunks per worker
     try:
-        assert build(2) == build(1)
+        sequential = build(1)
+        assert build(2) == sequential
     finally:
         samples_module._CHUNK = chunk
+    assert one_user_at_a_time() == sequential  # a chunk's prompts counted together: the same records
 
 
 def test_yes_no_labels_are_balanced_with_hard_negatives_first(ml_small: Path):

@@ -175,6 +175,10 @@ class SampleBuilder:
 
     def user_records(self, user: str, events: list[Event], user_index: int) -> list[dict[str, Any]]:
         """Every record of one user, for the configured tasks."""
+        return self.complete(self.user_requests(user, events, user_index))
+
+    def user_requests(self, user: str, events: list[Event], user_index: int) -> list[Request]:
+        """Every sample of one user, before its prompt is fitted (``complete`` fits them)."""
         opts = self.options
         rng = np.random.default_rng([opts.seed, user_index])
         seen = {e.item for e in events}
@@ -206,10 +210,10 @@ class SampleBuilder:
                 candidates = others + [target.item]
                 rng.shuffle(candidates)
                 requests.append(self._rank(t["rank"], split, user, history, target.item, candidates))
-        return self._complete(requests)
+        return requests
 
-    def _complete(self, requests: list[Request]) -> list[dict[str, Any]]:
-        """Fit every request into the budget (batched) and build the records that survive."""
+    def complete(self, requests: list[Request]) -> list[dict[str, Any]]:
+        """Fit every request into the budget (batched) and build the records that survive, in order."""
         fitted = self.renderer.fit_many([(r.template, r.history, r.context, r.answer) for r in requests])
         records = []
         for request, fit in zip(requests, fitted):
@@ -343,10 +347,11 @@ _STATE: dict[str, Any] = {}  # what forked workers inherit
 def _build_chunk(bounds: tuple[int, int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     builder, users = _STATE["builder"], _STATE["users"]
     before = dict(builder.skipped)
-    records = []
-    for index in range(*bounds):
+    requests = []
+    for index in range(*bounds):  # a chunk's prompts are rendered and counted together: fewer tokenizer calls
         user, events = users[index]
-        records += builder.user_records(user, events, index)
+        requests += builder.user_requests(user, events, index)
+    records = builder.complete(requests)
     skipped = {t: builder.skipped[t] - before[t] for t in builder.skipped}
     builder.skipped.update(before)  # the caller adds the chunk's counts, in one process or many
     return records, skipped

@@ -26,8 +26,11 @@ from llmrec.errors import LlmrecError
 TASKS = ("next_item", "yes_no", "explain", "rank")
 # White space runs that byte-level BPE (GPT-2-style splitting) may merge across a newline: a
 # newline beside a space or tab, or two newlines not followed by text. A text holding one is not
-# counted line by line (a blank line between two lines of text is fine: "\n", "\n").
-_JOINS = re.compile(r"[^\S\n]\n|\n[^\S\n]|\n\n(?!\S)")
+# counted line by line (a blank line between two lines of text is fine: "\n", "\n"). Two
+# patterns, each starting at a fixed character class, search several times faster than one
+# alternation.
+_SPACE_NEWLINE = re.compile(r"[^\S\n]\n")
+_JOINS = r"\n(?:[^\S\n]|\n(?:(?!\S){}))"
 _MISSING = object()
 _RENDER_CACHE = 200_000  # rendered texts a template keeps
 _REQUIRED = ("name", "version", "task", "system", "user", "answer")
@@ -77,20 +80,29 @@ class Template:
     def _render(self, part: str, context: dict[str, Any]) -> str:
         if part not in self._compiled:
             source = getattr(self, part)
-            self._compiled[part] = _ENV.from_string(source)
-            self._compiled[f"{part}:names"] = tuple(sorted(jinja2.meta.find_undeclared_variables(_ENV.parse(source))))
+            compiled = _ENV.from_string(source)
+            # the globals as one dict rather than jinja's ChainMap: every render copies them, and
+            # a ChainMap made that copy half of a render's time
+            compiled.globals = dict(compiled.globals)
+            self._compiled[part] = compiled
+            names = jinja2.meta.find_undeclared_variables(_ENV.parse(source)) - {"labels"}
+            self._compiled[f"{part}:names"] = tuple(sorted(names))
         # A part that reads only scalars (the system line, most answers) is rendered once per
         # distinct value: a prepare renders it for every sample.
-        names = self._compiled[f"{part}:names"]
-        key = (part, *(context.get(n, _MISSING) for n in names if n != "labels"))
-        cacheable = all(v is _MISSING or isinstance(v, (str, int, float, bool)) for v in key[1:])
-        if cacheable and (done := self._compiled.get(key)) is not None:
+        key: tuple | None = (part,)
+        for name in self._compiled[f"{part}:names"]:
+            value = context.get(name, _MISSING)
+            if value is not _MISSING and not isinstance(value, (str, int, float, bool)):
+                key = None
+                break
+            key += (value,)
+        if key is not None and (done := self._compiled.get(key)) is not None:
             return done
         try:
             text = self._compiled[part].render(labels=self.labels, **context).strip()
         except jinja2.UndefinedError as exc:
             raise LlmrecError(f"{self.source}: template field '{part}': {exc.message}") from None
-        if cacheable and len(self._compiled) < _RENDER_CACHE:
+        if key is not None and len(self._compiled) < _RENDER_CACHE:
             self._compiled[key] = text
         return text
 
@@ -190,6 +202,18 @@ def templates_for(identities: dict[str, dict[str, Any]] | None) -> dict[str, Tem
     return templates
 
 
+class _Neutralised(dict):
+    """Neutralised text of each string looked up, computed on first use."""
+
+    def __init__(self, specials: tuple[str, ...]) -> None:
+        super().__init__()
+        self.specials = specials
+
+    def __missing__(self, text: str) -> str:
+        done = self[text] = neutralize_markup(text, self.specials)
+        return done
+
+
 class PromptRenderer:
     """Renders templates for one tokenizer and fits histories into ``max_length`` tokens.
 
@@ -209,21 +233,28 @@ class PromptRenderer:
         self._frame = None
         self._frame = self._chat_frame()
         # two newlines right before a special token end a segment, where they merge like at the end of a text
-        ends = "".join(f"|\n\n{re.escape(t)}" for t in self.specials)
-        self._joins = re.compile(_JOINS.pattern + ends)
+        ends = "".join(f"|{re.escape(t)}" for t in self.specials)
+        self._joins = re.compile(_JOINS.format(ends))
         self._lines: dict[str, int] = {}  # token count of each line text seen (titles repeat)
-        self._plain: dict[str, str] = {}  # neutralised text of each string seen
+        self._plain = _Neutralised(self.specials)  # neutralised text of each string seen
         self._overhead = len(self.tokenizer("")["input_ids"])  # tokens a call adds (e.g. a BOS)
+        self._fast = self._fast_encoder()
         self.by_lines = self._lines_add_up()
 
     def plain(self, context: dict[str, Any]) -> dict[str, Any]:
         """The context with every text value neutralised (data never becomes special tokens)."""
 
+        done = self._plain
+
         def one(value: Any) -> Any:
+            kind = type(value)
+            if kind is str:
+                return done[value]
+            if kind is list or kind is tuple:  # lists of titles (or of label/title pairs): one pass
+                out = [done[v] if type(v) is str else one(v) for v in value]
+                return out if kind is list else tuple(out)
             if isinstance(value, str):
-                if (done := self._plain.get(value)) is None:
-                    done = self._plain[value] = neutralize_markup(value, self.specials)
-                return done
+                return done[str(value)]
             if isinstance(value, (list, tuple)):
                 return type(value)(one(v) for v in value)
             return value
@@ -272,23 +303,50 @@ class PromptRenderer:
         ``prepare`` is then lookups. Otherwise the texts are tokenized in one batched call."""
         if not texts:
             return []
-        exact = list(range(len(texts))) if not self.by_lines else [i for i, t in enumerate(texts) if self._joins.search(t)]
+        if self.by_lines:
+            joins, space = self._joins.search, _SPACE_NEWLINE.search
+            exact = [i for i, t in enumerate(texts) if joins(t) or space(t)]
+        else:
+            exact = list(range(len(texts)))
         counts = [0] * len(texts)
         if exact:
-            for i, ids in zip(exact, self.tokenizer([texts[i] for i in exact])["input_ids"]):
-                counts[i] = len(ids)
+            for i, n in zip(exact, self._lengths([texts[i] for i in exact], True)):
+                counts[i] = n
         if len(exact) == len(texts):
             return counts
         skip = set(exact)
         split = {i: t.split("\n") for i, t in enumerate(texts) if i not in skip}
         new = list({line: None for lines in split.values() for line in lines if line not in self._lines})
         if new:
-            counted = self.tokenizer(new, add_special_tokens=False)["input_ids"]
-            self._lines.update((line, len(ids)) for line, ids in zip(new, counted))
+            self._lines.update(zip(new, self._lengths(new, False)))
         lines = self._lines
         for i, parts in split.items():
             counts[i] = self._overhead + len(parts) - 1 + sum(lines[p] for p in parts)
         return counts
+
+    def _lengths(self, texts: list[str], special: bool) -> list[int]:
+        """Token counts of ``texts`` (with the tokens a call adds when ``special``)."""
+        if self._fast is not None:
+            return [len(e.ids) for e in self._fast(texts, add_special_tokens=special)]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+
+    def _fast_encoder(self):
+        """The Rust tokenizer's ``encode_batch_fast`` (no offsets: about twice as fast as calling
+        the tokenizer) when the tokenizer has one and it counts the probes exactly as the
+        tokenizer does; else None."""
+        encode = getattr(getattr(self.tokenizer, "backend_tokenizer", None), "encode_batch_fast", None)
+        if encode is None:
+            return None
+        probes = ["", "A user liked:\n- Heat (1995)\n\n", self.chat("Answer.", "Will the user like \"x\"?"),
+                  f"Yes{self.end_of_answer}", "  1. Toy Story\t(1995) — 東京 ☃ "]  # fmt: skip
+        try:
+            for special in (True, False):
+                fast = [len(e.ids) for e in encode(probes, add_special_tokens=special)]
+                if fast != [len(i) for i in self.tokenizer(probes, add_special_tokens=special)["input_ids"]]:
+                    return None
+        except Exception:  # noqa: BLE001 - any tokenizer that cannot do it falls back to the exact call
+            return None
+        return encode
 
     def _lines_add_up(self) -> bool:
         """Whether this tokenizer's count of a text is its lines' counts plus one per newline
