@@ -315,13 +315,21 @@ class PromptRenderer:
         if len(exact) == len(texts):
             return counts
         skip = set(exact)
-        split = {i: t.split("\n") for i, t in enumerate(texts) if i not in skip}
-        new = list({line: None for lines in split.values() for line in lines if line not in self._lines})
-        if new:
-            self._lines.update(zip(new, self._lengths(new, False)))
         lines = self._lines
-        for i, parts in split.items():
-            counts[i] = self._overhead + len(parts) - 1 + sum(lines[p] for p in parts)
+        known = lines.__getitem__
+        missing = {}  # texts with a line not counted yet, by index
+        for i, text in enumerate(texts):
+            if i not in skip:
+                parts = text.split("\n")
+                try:
+                    counts[i] = self._overhead + len(parts) - 1 + sum(map(known, parts))
+                except KeyError:
+                    missing[i] = parts
+        new = list({line: None for parts in missing.values() for line in parts if line not in lines})
+        if new:
+            lines.update(zip(new, self._lengths(new, False)))
+        for i, parts in missing.items():
+            counts[i] = self._overhead + len(parts) - 1 + sum(map(known, parts))
         return counts
 
     def _lengths(self, texts: list[str], special: bool) -> list[int]:
