@@ -44,12 +44,19 @@ def leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") or p.name.endswith(".checkpoints"))
 
 
-def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(prepared_small: Path, toy_model: Path, tmp_path):
+def test_toy_run_writes_a_standard_peft_adapter_with_its_manifest(
+    prepared_small: Path, toy_model: Path, tmp_path, monkeypatch
+):
+    import trl.trainer.base_trainer
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    reports = []
+    monkeypatch.delenv("CI", raising=False)  # TRL skips its report under CI
+    monkeypatch.setattr(trl.trainer.base_trainer, "send_telemetry", lambda *a, **k: reports.append((a, k)))
     out = tmp_path / "adapter"
     manifest = train(TrainOptions(prepared_small, out, toy_recipe(toy_model), progress=False))
+    assert reports == []  # no usage report to the Hub
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(toy_model), out)
     assert model.peft_config["default"].r == 8

@@ -25,6 +25,10 @@ def trainer_class():
     from trl import SFTTrainer
 
     class LlmrecSFTTrainer(SFTTrainer):
+        def _send_telemetry(self):
+            """Nothing: TRL's trainer reports each run to the Hugging Face Hub unless the
+            environment says otherwise, and llmrec makes no network call at run time."""
+
         def _compact_head(self, model, inputs: dict[str, Any]) -> bool:
             lm = causal_lm(self.accelerator.unwrap_model(model))
             return (
