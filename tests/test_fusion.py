@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from support import with_other_test_events
+from support import train_and_valid, with_other_test_events
 
 from llmrec.collab import make
 from llmrec.collab.guide import Guide, fit_guide
@@ -194,6 +194,43 @@ def test_tune_can_refit_the_collaborative_model_for_other_data(fused_adapter, pr
     counts = fit_guide(prepared_small, "popularity").model.counts
     np.testing.assert_allclose(rec.guide.model.counts, counts)
     assert not list(tmp_path.glob("adapter/.cf*"))  # no temporary folder left behind
+
+
+def test_tune_refits_within_the_adapter_recipes_size_budget(fused_adapter, prepared_small, tmp_path):
+    """--cf keeps the collaborative weights within the recipe's cf_max_mb unless --cf-max-mb says otherwise."""
+    import shutil
+
+    import yaml
+
+    from llmrec.collab import GRIDS, make, state_bytes
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.errors import LlmrecError
+    from llmrec.evaluation.tune import TuneOptions, tune
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    recipe = yaml.safe_load((copy / "recipe.yaml").read_text())
+    free = fit_guide(prepared_small, "itemknn")
+    n_items, train, _ = train_and_valid(prepared_small)
+    sizes = [state_bytes(make("itemknn", **s).fit(train, n_items)) for s in GRIDS["itemknn"]]
+    assert min(sizes) < max(sizes)
+    budget = min(sizes) / 1e6  # only the smallest settings fit
+    (copy / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "cf_max_mb": budget}))
+    tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], cf="itemknn",
+                     progress=False))  # fmt: skip
+    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
+    assert manifest["cf"]["max_mb"] == budget and len(manifest["cf"]["tried"]["itemknn"]["over_budget"]) == sum(
+        size > min(sizes) for size in sizes
+    )
+    assert state_bytes(Recommender.load(copy, prepared_small, device="cpu").guide.model) <= budget * 1e6
+    tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], cf="itemknn",
+                     cf_max_mb=0, progress=False))  # fmt: skip
+    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
+    assert manifest["cf"]["max_mb"] == 0 and manifest["cf"]["setting"] == free.report["setting"]
+    (copy / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "cf_max_mb": "big"}))
+    with pytest.raises(LlmrecError, match="recipe.yaml: cf_max_mb must be a number"):
+        tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["yes_no"], cf="itemknn",
+                         progress=False))  # fmt: skip
 
 
 def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import with_other_test_events
+from support import train_and_valid, with_other_test_events
 
 from llmrec.collab import make
 from llmrec.collab.guide import Guide, fit_guide
@@ -129,18 +129,33 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
     first, second = (fit_guide(folder, "itemknn") for folder in (prepared_small, changed))
     assert json.dumps(first.report["setting"]) == json.dumps(second.report["setting"])
     assert first.report["valid_ndcg@10"] == second.report["valid_ndcg@10"]
-    assert first.report["setting"]["neighbours"] <= 50  # the guide's own grid: it must fit in the adapter
     assert (first.model.sim != second.model.sim).nnz == 0
     for name in ("count", "liked"):
         np.testing.assert_array_equal(first.stats[name], second.stats[name])
 
 
-def test_the_baselines_are_tuned_on_every_setting_the_guide_is():
-    from llmrec.collab import GRIDS
-    from llmrec.collab.guide import GUIDE_GRIDS
+def test_the_guide_is_tuned_like_the_baseline_within_its_size_budget(prepared_small):
+    """Without a budget the guide is the baseline (same grid, same choice); with one, settings
+    whose weights exceed it are skipped and recorded, and a budget nothing fits is an error."""
+    from llmrec.collab import GRIDS, state_bytes, tune
+    from llmrec.errors import LlmrecError
 
-    for name, grid in GUIDE_GRIDS.items():
-        assert all(setting in GRIDS[name] for setting in grid), name
+    free = fit_guide(prepared_small, "itemknn")
+    n_items, train, valid = train_and_valid(prepared_small)
+    _, baseline = tune("itemknn", train, n_items, valid)
+    assert free.report["setting"] == baseline["setting"] and "over_budget" not in free.report["tried"]["itemknn"]
+
+    sizes = {json.dumps(s): state_bytes(make("itemknn", **s).fit(train, n_items)) for s in GRIDS["itemknn"]}
+    assert len(set(sizes.values())) > 1  # the fixture tells settings apart by size
+    budget = sorted(set(sizes.values()))[1]  # the two smallest sizes fit, the others do not
+    capped = fit_guide(prepared_small, "itemknn", max_mb=budget / 1e6)
+    assert state_bytes(capped.model) <= budget and capped.report["max_mb"] == budget / 1e6
+    over = capped.report["tried"]["itemknn"]["over_budget"]
+    assert sorted(json.dumps({k: v for k, v in s.items() if k != "bytes"}) for s in over) == sorted(
+        k for k, size in sizes.items() if size > budget
+    )
+    with pytest.raises(LlmrecError, match="cf_max_mb"):
+        fit_guide(prepared_small, "itemknn", max_mb=min(sizes.values()) / 2e6)
 
 
 @pytest.fixture(scope="module")

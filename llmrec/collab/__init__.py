@@ -17,14 +17,14 @@ import numpy as np
 
 from llmrec.collab.itemknn import ItemKNN
 from llmrec.collab.popularity import Popularity
+from llmrec.errors import LlmrecError
 from llmrec.evaluation.metrics import rank_from_scores, ranking_metrics
 
 BASELINES = ("popularity", "itemknn", "sasrec")
 # Short grids on the valid split (metric: NDCG@10). SASRec's search is over epochs (early stopping).
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "popularity": [{"recent": 0}, {"recent": 20}],
-    # the guide's grid (collab/guide.py) is this one capped at 50 neighbours: a baseline is tuned
-    # on at least the settings the guide is
+    # the guide (collab/guide.py) is tuned on this grid too, less what its size budget rules out
     "itemknn": [{"neighbours": n, "history": h} for n in (10, 20, 50, 200) for h in (0, 20)],
     "sasrec": [{"epochs": 200}],
 }
@@ -56,24 +56,38 @@ def model_class(name: str):
 
 
 def tune(name: str, train: list[list[int]], n_items: int, valid: list[tuple[list[int], int]],
-         grid: list[dict[str, Any]] | None = None):  # fmt: skip
+         grid: list[dict[str, Any]] | None = None, max_bytes: int = 0):  # fmt: skip
     """Fit ``name`` for each setting of its grid (``GRIDS`` unless given); keep the best NDCG@10
-    on the valid pairs.
+    on the valid pairs among the fits whose saved arrays take at most ``max_bytes`` (0: any).
 
-    Returns the fitted model and what was chosen (setting, valid NDCG@10, seconds).
+    Returns the fitted model and what was chosen (setting, valid NDCG@10, seconds, and the
+    settings skipped for size). Raises LlmrecError when no setting fits the budget.
     """
-    best, began = None, time.perf_counter()
+    best, began, too_big = None, time.perf_counter(), []
     for setting in grid or GRIDS[name]:
         model = make(name, **setting)
         if name == "sasrec":
             model.fit(train, n_items, validate=lambda m: ndcg10(m, valid))  # early stopping on valid
         else:
             model.fit(train, n_items)
+        if max_bytes and (size := state_bytes(model)) > max_bytes:
+            too_big.append({**setting, "bytes": size})
+            continue
         value = ndcg10(model, valid)
         if best is None or value > best[0]:
             chosen = {**setting, **({"epochs_run": model.epochs_run, "loss": model.loss} if name == "sasrec" else {})}
             best = (value, model, {"setting": chosen, "valid_ndcg@10": round(value, 4)})
-    return best[1], {**best[2], "tune_s": round(time.perf_counter() - began, 1)}
+    if best is None:
+        smallest = min(s["bytes"] for s in too_big)
+        raise LlmrecError(f"cf_max_mb={max_bytes / 1e6:g}: no {name} setting fits (the smallest takes "
+                          f"{smallest / 1e6:.1f} MB); raise it or choose another cf")  # fmt: skip
+    skipped = {"over_budget": too_big} if too_big else {}
+    return best[1], {**best[2], **skipped, "tune_s": round(time.perf_counter() - began, 1)}
+
+
+def state_bytes(model) -> int:
+    """Bytes of the arrays a fitted model saves (``model.state()``), what it adds to an adapter."""
+    return int(sum(np.asarray(a).nbytes for a in model.state()[1].values()))
 
 
 # Users scored at once: a (users x items) float64 block is 8 bytes a cell, so all 50k users of a

@@ -31,9 +31,6 @@ STATS = "item_stats.safetensors"
 # --cf choices; "auto" tunes these and keeps the better on valid NDCG@10
 CHOICES = ("auto", "sasrec", "itemknn", "popularity", "none")
 AUTO = ("sasrec", "itemknn")
-# The guide travels inside the adapter (<= 10 MB in all): item-kNN keeps at most 50 neighbours an
-# item (9k items x 50 x 8 bytes = 3.6 MB; the baseline grid's 200 would be 14 MB).
-GUIDE_GRIDS = {"itemknn": [{"neighbours": n, "history": h} for n in (10, 20, 50) for h in (0, 20)]}
 
 
 @dataclass
@@ -149,11 +146,14 @@ class Guide:
         return out
 
 
-def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False) -> Guide | None:
+def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False, max_mb: float = 0) -> Guide | None:
     """Fit the collaborative guide on a prepared folder's train split, tuned on its valid split.
 
     ``choice`` is a model name, ``auto`` (each of ``AUTO``, the better valid NDCG@10 kept) or
-    ``none``. Test events are never read: the split column decides what is train and valid.
+    ``none``. Each is tuned on the baselines' grid (``llmrec.collab.GRIDS``), less the settings
+    whose weights take more than ``max_mb`` megabytes (0: no limit; the recipe's ``cf_max_mb``,
+    which keeps the shipped adapter within 10 MB). Test events are never read: the split column
+    decides what is train and valid.
     """
     from tqdm.auto import tqdm
 
@@ -171,16 +171,21 @@ def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False) 
     valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
     if not valid:
         raise LlmrecError(f"{folder}: no valid events to tune the collaborative model on")
-    began, tried = time.perf_counter(), {}
-    best = None
+    began, tried, best, refused = time.perf_counter(), {}, None, None
     for name in tqdm(AUTO if choice == "auto" else (choice,), desc="collaborative model", disable=not progress):
-        model, chosen = tune(name, train, len(item_ids), valid, GUIDE_GRIDS.get(name))
+        try:
+            model, chosen = tune(name, train, len(item_ids), valid, max_bytes=int(max_mb * 1e6))
+        except LlmrecError as exc:  # no setting within cf_max_mb: under auto, the other model may fit
+            tried[name], refused = {"over_budget": str(exc)}, exc
+            continue
         tried[name] = chosen
         if best is None or chosen["valid_ndcg@10"] > best[2]["valid_ndcg@10"]:
             best = (name, model, chosen)
+    if best is None:
+        raise refused
     name, model, chosen = best
     report = {"choice": choice, "valid_ndcg@10": chosen["valid_ndcg@10"], "setting": chosen["setting"],
-              "tried": tried, "train_users": len(train), "valid_users": len(valid),
+              "tried": tried, "max_mb": max_mb, "train_users": len(train), "valid_users": len(valid),
               "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
     return Guide(name, model, item_ids, report, item_statistics(interactions, item_ids))
 

@@ -50,6 +50,8 @@ class TuneOptions:
     cf: str | None = option(None, "first fit a new collaborative model on --data's train split (auto, sasrec, itemknn, "
                             "popularity) into the adapter's cf/, replacing its own and its fusion: to use an adapter "
                             "on another catalogue of its domain", metavar="MODEL")  # fmt: skip
+    cf_max_mb: float | None = option(None, "with --cf: the largest collaborative weights in MB (0 = no limit; "
+                                     "default: the adapter recipe's cf_max_mb)", metavar="MB")  # fmt: skip
     progress: bool = option(True, "no progress bars", flag="--no-progress")
     grid: list[float] = option(default_factory=list, cli=False)
 
@@ -62,6 +64,8 @@ class TuneOptions:
             raise LlmrecError("--lambdas: every lambda must be a finite number >= 0")
         if self.candidates < 1 or self.users < 0:
             raise LlmrecError("--candidates must be >= 1 and --users >= 0")
+        if self.cf_max_mb is not None and not (np.isfinite(self.cf_max_mb) and self.cf_max_mb >= 0):
+            raise LlmrecError(f"--cf-max-mb: expected a number >= 0, got {self.cf_max_mb:g}")
         if self.cf is not None and self.cf not in ("auto", "sasrec", "itemknn", "popularity"):
             raise LlmrecError(f"--cf: expected auto, sasrec, itemknn or popularity, got '{self.cf}'")
         unknown = [t for t in self.tasks if t not in ("next_item", "yes_no")]
@@ -195,7 +199,7 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], 
                                          "half; fused: the chosen inputs fitted and measured on all of valid"}}  # fmt: skip
 
 
-def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool) -> None:
+def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool, max_mb: float | None) -> None:
     """Replace ``adapter/cf/`` by a collaborative model fitted on ``folder``'s train split (tuned
     on its valid split) and drop the fusion tuned for the old one; the manifest's ``cf`` says
     which data it was fitted on. The adapter is consistent at every step (without a fusion it
@@ -205,7 +209,9 @@ def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool) -> No
     from llmrec.files import atomic_dir, atomic_write_text
     from llmrec.training.adapter import MANIFEST
 
-    guide = fit_guide(folder, choice, progress)
+    if max_mb is None:
+        max_mb = _recipe_budget(adapter)
+    guide = fit_guide(folder, choice, progress, max_mb)
     manifest = json.loads((adapter / MANIFEST).read_text())
     manifest.pop("fusion", None)
     atomic_write_text(adapter / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -215,6 +221,20 @@ def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool) -> No
     manifest["cf"] = {"model": guide.name, **guide.report, "bytes": written,
                       "fitted_on": {"data": str(folder), "hashes": hashes}}  # fmt: skip
     atomic_write_text(adapter / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def _recipe_budget(adapter: Path) -> float:
+    """The ``cf_max_mb`` of the recipe the adapter was trained with (0 when it has none)."""
+    import yaml
+
+    from llmrec.training.adapter import RECIPE_FILE
+
+    path = adapter / RECIPE_FILE
+    recipe = yaml.safe_load(path.read_text()) if path.is_file() else None
+    value = recipe.get("cf_max_mb", 0) if isinstance(recipe, dict) else 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise LlmrecError(f"{path}: cf_max_mb must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) -> None:
@@ -247,7 +267,7 @@ def tune(options: TuneOptions) -> dict[str, Any]:
         raise LlmrecError(f"{options.model}: not an llmrec adapter folder (no {MANIFEST})")
     folder = prepared_folder(options.data, options.progress)
     if options.cf is not None:
-        _refit_guide(Path(options.model), folder, options.cf, options.progress)
+        _refit_guide(Path(options.model), folder, options.cf, options.progress, options.cf_max_mb)
     rec = Recommender.load(options.model, folder, device=options.device, batch_size=1)
     if rec.guide is None:
         raise LlmrecError(f"{options.model}: no collaborative model (cf/) to fuse with; train with --cf or tune with --cf")

@@ -81,6 +81,9 @@ class Recipe:
     cf: str = field(default="auto", metadata=_help(
         "collaborative model fitted on the train split and saved in the adapter (cf/): auto (the better of sasrec "
         "and itemknn on valid NDCG@10), sasrec, itemknn, popularity, none"))  # fmt: skip
+    cf_max_mb: float = field(default=0.0, metadata=_help(
+        "largest collaborative model weights (MB) the adapter may carry: settings above it are not tuned; 0 = no "
+        "limit (the shipped recipe sets one so that the adapter stays within 10 MB)"))  # fmt: skip
     logging_steps: int = field(default=10, metadata=_help("log loss every N steps"))
     seed: int = field(default=0, metadata=_help("seed of sampling, shuffling and LoRA init"))
 
@@ -115,7 +118,7 @@ class Recipe:
         for key in positive:
             if not getattr(self, key) > 0:
                 raise LlmrecError(f"{key} must be > 0, got {getattr(self, key)!r}")
-        non_negative = ("warmup", "weight_decay", "max_steps", "eval_steps", "max_eval_samples")
+        non_negative = ("warmup", "weight_decay", "max_steps", "eval_steps", "max_eval_samples", "cf_max_mb")
         for key in non_negative + ("early_stopping_patience", "save_total_limit", "epochs"):
             if getattr(self, key) < 0:
                 raise LlmrecError(f"{key} must be >= 0, got {getattr(self, key)!r}")

@@ -391,7 +391,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     manifest = _manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     if state.is_main_process:
-        guide = fit_guide(options.data, recipe.cf, options.progress)
+        guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
         manifest["cf"] = {"model": guide.name, **guide.report} if guide is not None else None
         _write_adapter(trainer, run.out, manifest, options, guide)
     state.wait_for_everyone()
