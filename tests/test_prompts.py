@@ -125,7 +125,7 @@ def test_counts_summed_by_line_are_the_tokenizers_counts_on_every_prepared_promp
     from llmrec.data import prepared
 
     renderer = PromptRenderer(tokenizer, 512)
-    assert renderer.by_lines  # SmolLM2: byte-level BPE, words split at white space
+    assert renderer.counter.by_lines and renderer.counter.by_words  # SmolLM2: byte-level BPE, words split at spaces
     texts = []
     for task in TASKS:
         for split in ("train", "test"):
@@ -138,8 +138,9 @@ def test_counts_summed_by_line_are_the_tokenizers_counts_on_every_prepared_promp
     assert renderer.count_many(texts) == exact  # again, from the line cache
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(["Heat (1995)", "- ", "1.", " ", "\n", "\t", "é", '"', "Yes", "<|im_end|>", "42"]),
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["Heat (1995)", "- ", "1.", " ", "\n", "\t", "é", '"', "Yes", "<|im_end|>", "42",
+                                 "'s", " 're", "C.", ",", "東京", "\u00a0", "ST-0123", "!", "  "]),
                 max_size=30))  # fmt: skip
 def test_line_counts_match_on_arbitrary_whitespace(tokenizer, parts):
     renderer = PromptRenderer(tokenizer, 512)
@@ -166,9 +167,39 @@ def test_a_tokenizer_whose_lines_do_not_add_up_is_counted_whole(tokenizer):
     merging = Merging(tokenizer)
     merging.backend_tokenizer = tokenizer.backend_tokenizer  # a fast encoder that counts differently: not used
     renderer = PromptRenderer(merging, 512)
-    assert renderer._fast is None and PromptRenderer(tokenizer, 512)._fast is not None
-    assert not renderer.by_lines
+    assert renderer.counter.fast is None and PromptRenderer(tokenizer, 512).counter.fast is not None
+    assert not renderer.counter.by_lines and not renderer.counter.by_words
     assert renderer.count("a\nb\nc") == 3  # the tokenizer's own count; by lines it would be 5
+
+
+def test_a_tokenizer_whose_words_do_not_add_up_is_counted_by_lines(tokenizer):
+    class Joining:
+        """SmolLM2's tokenizer, except a word right after a full stop is free (as if it merged into it)."""
+
+        def __init__(self, inner):
+            self.inner, self.eos_token, self.chat_template = inner, inner.eos_token, inner.chat_template
+            self.all_special_tokens, self.added_tokens_decoder = inner.all_special_tokens, inner.added_tokens_decoder
+            self.stop = inner.convert_tokens_to_ids(".")
+
+        def drop(self, ids):
+            tokens = self.inner.convert_ids_to_tokens(ids)
+            return [i for n, i in enumerate(ids) if not (n and ids[n - 1] == self.stop and tokens[n].startswith("Ġ"))]
+
+        def __call__(self, text, **kwargs):
+            out = self.inner(text, **kwargs)
+            ids = out["input_ids"]
+            return {"input_ids": [self.drop(i) for i in ids] if isinstance(text, list) else self.drop(ids)}
+
+        def apply_chat_template(self, *args, **kwargs):
+            return self.inner.apply_chat_template(*args, **kwargs)
+
+    joining = Joining(tokenizer)
+    renderer = PromptRenderer(joining, 512)
+    assert renderer.counter.by_lines and not renderer.counter.by_words
+    text = "Candidates:\nC. Stark Drawer\nD. Heat (1995)"
+    exact = len(joining(text)["input_ids"])
+    assert exact < len(tokenizer(text)["input_ids"])  # two words are free here; by words they would count
+    assert renderer.count_many([text, text]) == [exact, exact]
 
 
 def test_plain_neutralises_every_text_and_keeps_the_shapes(tokenizer):

@@ -9,7 +9,6 @@ version and a hash of the file are saved beside everything rendered with it.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,15 +21,9 @@ import yaml
 
 from llmrec.data.clean import neutralize_markup
 from llmrec.errors import LlmrecError
+from llmrec.prompting.counting import TokenCounter
 
 TASKS = ("next_item", "yes_no", "explain", "rank")
-# White space runs that byte-level BPE (GPT-2-style splitting) may merge across a newline: a
-# newline beside a space or tab, or two newlines not followed by text. A text holding one is not
-# counted line by line (a blank line between two lines of text is fine: "\n", "\n"). Two
-# patterns, each starting at a fixed character class, search several times faster than one
-# alternation.
-_SPACE_NEWLINE = re.compile(r"[^\S\n]\n")
-_JOINS = r"\n(?:[^\S\n]|\n(?:(?!\S){}))"
 _MISSING = object()
 _RENDER_CACHE = 200_000  # rendered texts a template keeps
 _REQUIRED = ("name", "version", "task", "system", "user", "answer")
@@ -232,14 +225,14 @@ class PromptRenderer:
         self.specials = tuple(sorted((s for s in specials if s), key=len, reverse=True))
         self._frame = None
         self._frame = self._chat_frame()
-        # two newlines right before a special token end a segment, where they merge like at the end of a text
-        ends = "".join(f"|{re.escape(t)}" for t in self.specials)
-        self._joins = re.compile(_JOINS.format(ends))
-        self._lines: dict[str, int] = {}  # token count of each line text seen (titles repeat)
         self._plain = _Neutralised(self.specials)  # neutralised text of each string seen
-        self._overhead = len(self.tokenizer("")["input_ids"])  # tokens a call adds (e.g. a BOS)
-        self._fast = self._fast_encoder()
-        self.by_lines = self._lines_add_up()
+        eoa = self.end_of_answer
+        probes = [self.chat("Answer.", 'Will the user like "x"?'), f"Yes{eoa}", f"x\n\n{eoa}", f"The Matrix (1999){eoa}",
+                  self.chat("You are a recommender system. You answer Yes or No.",
+                            'A user watched these movies, oldest first.\nLiked:\n- Heat (1995)\n- Amélie (2001)\n'
+                            '- 2001: A Space Odyssey (1968)\nDisliked:\n- "Weird" Al\'s Movie, The [Director\'s cut]\n'
+                            'Will the user like "Se7en (1995)"? Answer Yes or No.')]  # fmt: skip
+        self.counter = TokenCounter(tokenizer, self.specials, probes)
 
     def plain(self, context: dict[str, Any]) -> dict[str, Any]:
         """The context with every text value neutralised (data never becomes special tokens)."""
@@ -294,89 +287,11 @@ class PromptRenderer:
 
     def count(self, text: str) -> int:
         """Tokens in ``text`` as the tokenizer encodes it by default (special tokens included)."""
-        return self.count_many([text])[0]
+        return self.counter.count(text)
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        """Token counts of many texts. Where lines tokenize independently (``by_lines``) a text's
-        count is the sum of its lines' counts plus one per newline, and each distinct line is
-        tokenized once per renderer: prompts repeat the same titles and sentences, so most of a
-        ``prepare`` is then lookups. Otherwise the texts are tokenized in one batched call."""
-        if not texts:
-            return []
-        if self.by_lines:
-            joins, space = self._joins.search, _SPACE_NEWLINE.search
-            exact = [i for i, t in enumerate(texts) if joins(t) or space(t)]
-        else:
-            exact = list(range(len(texts)))
-        counts = [0] * len(texts)
-        if exact:
-            for i, n in zip(exact, self._lengths([texts[i] for i in exact], True)):
-                counts[i] = n
-        if len(exact) == len(texts):
-            return counts
-        skip = set(exact)
-        lines = self._lines
-        known = lines.__getitem__
-        missing = {}  # texts with a line not counted yet, by index
-        for i, text in enumerate(texts):
-            if i not in skip:
-                parts = text.split("\n")
-                try:
-                    counts[i] = self._overhead + len(parts) - 1 + sum(map(known, parts))
-                except KeyError:
-                    missing[i] = parts
-        new = list({line: None for parts in missing.values() for line in parts if line not in lines})
-        if new:
-            lines.update(zip(new, self._lengths(new, False)))
-        for i, parts in missing.items():
-            counts[i] = self._overhead + len(parts) - 1 + sum(map(known, parts))
-        return counts
-
-    def _lengths(self, texts: list[str], special: bool) -> list[int]:
-        """Token counts of ``texts`` (with the tokens a call adds when ``special``)."""
-        if self._fast is not None:
-            return [len(e.ids) for e in self._fast(texts, add_special_tokens=special)]
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
-
-    def _fast_encoder(self):
-        """The Rust tokenizer's ``encode_batch_fast`` (no offsets: about twice as fast as calling
-        the tokenizer) when the tokenizer has one and it counts the probes exactly as the
-        tokenizer does; else None."""
-        encode = getattr(getattr(self.tokenizer, "backend_tokenizer", None), "encode_batch_fast", None)
-        if encode is None:
-            return None
-        probes = ["", "A user liked:\n- Heat (1995)\n\n", self.chat("Answer.", "Will the user like \"x\"?"),
-                  f"Yes{self.end_of_answer}", "  1. Toy Story\t(1995) — 東京 ☃ "]  # fmt: skip
-        try:
-            for special in (True, False):
-                fast = [len(e.ids) for e in encode(probes, add_special_tokens=special)]
-                if fast != [len(i) for i in self.tokenizer(probes, add_special_tokens=special)["input_ids"]]:
-                    return None
-        except Exception:  # noqa: BLE001 - any tokenizer that cannot do it falls back to the exact call
-            return None
-        return encode
-
-    def _lines_add_up(self) -> bool:
-        """Whether this tokenizer's count of a text is its lines' counts plus one per newline
-        (true of byte-level BPE that splits words at white space, e.g. SmolLM2, GPT-2, Llama 3);
-        probed on prompts like the ones rendered, chat markup included."""
-        probes = [
-            "a\n\nb\n  c\n\n\nd\n\n",  # newlines beside white space: counted whole
-            f"x\n\n{self.end_of_answer}",
-            "Liked:\n\n- x\n\nWill the user like it?\n",
-            self.chat("You are a recommender system. You answer Yes or No.",
-                      'A user watched these movies, oldest first.\nLiked:\n- Heat (1995)\n- Amélie (2001)\n'
-                      '- 2001: A Space Odyssey (1968)\nDisliked:\n- "Weird" Al\'s Movie, The [Director\'s cut]\n'
-                      'Will the user like "Se7en (1995)"? Answer Yes or No.'),
-            "1. Toy Story (1995)\n2. Jumanji\n— dash 東京 ☃\n\"quoted\"\n(end).",
-            "Yes" + self.end_of_answer, "The Matrix (1999)" + self.end_of_answer,
-        ]  # fmt: skip
-        exact = [len(ids) for ids in self.tokenizer(probes)["input_ids"]]
-        self.by_lines = True
-        try:
-            return self.count_many(probes) == exact
-        finally:
-            self._lines.clear()
+        """Token counts of many texts (``TokenCounter.count_many``)."""
+        return self.counter.count_many(texts)
 
     def fit_many(
         self, requests: Sequence[tuple[Template, Sequence[Any], Callable[[Sequence[Any]], dict[str, Any]], str]]
