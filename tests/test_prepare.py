@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from datasets import load_from_disk
@@ -177,3 +178,28 @@ def test_yes_no_labels_are_balanced_with_hard_negatives_first(ml_small: Path):
         kinds.setdefault(u, Counter())[kind] += 1
     # each user: unseen negatives only make up what the hard negatives leave uneven
     assert all(k["unseen"] == max(0, k["liked"] - k["disliked"]) for k in kinds.values())
+
+
+def test_unseen_negatives_are_the_one_by_one_draws():
+    """Negatives drawn in arrays are the items, and leave the generator where, drawing one item
+    at a time would: prepared data sets stay the same across versions."""
+    from types import SimpleNamespace
+
+    from llmrec.prompting.samples import SampleBuilder
+
+    def one_by_one(rng, n_items, seen, k):
+        picked = []
+        while len(picked) < k:
+            j = int(rng.integers(n_items))
+            if j not in seen and j not in picked:
+                picked.append(j)
+        return picked
+
+    for seed in range(200):
+        n_items = 40 + seed
+        seen = set(np.random.default_rng(seed).choice(n_items, size=seed % 7, replace=False).tolist())
+        k = 1 + seed % 7  # few enough that rejection sampling is used (fewer than a quarter of the unseen)
+        ours, reference = np.random.default_rng([1, seed]), np.random.default_rng([1, seed])
+        got = SampleBuilder._unseen(SimpleNamespace(titles=[""] * n_items), ours, seen, k)
+        assert got == one_by_one(reference, n_items, seen, k) and len(set(got)) == k and not set(got) & seen
+        assert ours.integers(1 << 40) == reference.integers(1 << 40)

@@ -151,12 +151,15 @@ class SampleBuilder:
         if n_items - len(seen) < 4 * k:  # nearly everything seen: rejection sampling would crawl
             free = [j for j in range(n_items) if j not in seen]
             return [int(j) for j in rng.choice(free, size=k, replace=False)]
-        picked: list[int] = []
+        # Rejection sampling, drawing as many as are still missing at a time: numpy's bounded
+        # draws are the same numbers one by one or in an array, and a round never draws past the
+        # k-th item kept, so the stream (and every prepared data set) is the one-by-one draws'.
+        picked: dict[int, None] = {}
         while len(picked) < k:
-            j = int(rng.integers(n_items))
-            if j not in seen and j not in picked:
-                picked.append(j)
-        return picked
+            for j in rng.integers(n_items, size=k - len(picked)).tolist():
+                if j not in seen and j not in picked:
+                    picked[j] = None
+        return list(picked)
 
     def _record(self, task: str, split: str, user: str, history: list[int], fitted, target: int, **extra: Any):
         prompt, completion, kept = fitted
