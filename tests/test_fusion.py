@@ -82,21 +82,41 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     from llmrec.decoding.recommender import Recommender
 
     out, fusion = fused_adapter
-    assert fusion["mode"] == "rerank" and fusion["lambda"] in (0.0, 0.5, 100.0)
+    assert fusion["lambda"] in (0.0, 0.5, 100.0)
     table = fusion["valid"]["by_lambda"]
     assert set(table) == {"0", "0.5", "100"} and fusion["valid"]["users"] == 12
-    assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in table.values())
+    best = max(m["ndcg@10"] for m in table.values())
+    assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == best
+    assert fusion["mode"] == ("cf" if fusion["valid"]["cf_alone"]["ndcg@10"] > best else "rerank")
     yes_no = fusion["yes_no"]
     assert yes_no["valid"]["samples"] > 10 and yes_no["valid"]["chosen"] in ("llm+cf", "llm+cf+items")
     assert yes_no["features"][:2] == ["llm", "cf"] and len(yes_no["coef"]) == len(yes_no["features"])
     assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items", "items"}
     rec = Recommender.load(out, prepared_small, device="cpu")
-    assert rec.default_mode() == "rerank" and rec.fusion["lambda"] == fusion["lambda"]
+    assert rec.default_mode() == fusion["mode"] and rec.fusion["lambda"] == fusion["lambda"]
     # predict fuses too: the same request, with and without the tuned yes/no weights
     fused = rec.predict_yes_no(["1", "2"], "3")
     weights = rec.fusion.pop("yes_no")
     assert fused != rec.predict_yes_no(["1", "2"], "3") and 0.0 < fused < 1.0
     rec.fusion["yes_no"] = weights
+
+
+def test_the_collaborative_model_alone_is_chosen_only_when_it_beats_every_fusion():
+    from llmrec.evaluation.tune import choose_next_item
+
+    cands = list(range(10))
+    cf = np.log(np.linspace(0.2, 0.02, 10))  # the guide ranks the target (item 3) fourth
+    hurting = np.zeros(10)
+    hurting[3] = -1e4  # an LLM sure the target is wrong: any finite lambda sinks it
+    scored = [(cands, hurting, cf, 3)] * 8
+    chosen = choose_next_item(scored, [0.0, 1.0, 100.0], 10)
+    assert chosen["mode"] == "cf" and chosen["valid"]["cf_alone"]["ndcg@10"] == pytest.approx(1 / np.log2(5), abs=1e-4)
+    helping = -hurting  # an LLM sure of the target: lambda 0 puts it first
+    chosen = choose_next_item([(cands, helping, cf, 3)] * 8, [0.0, 1.0, 100.0], 10)
+    assert chosen["mode"] == "rerank" and chosen["lambda"] == 0.0 and chosen["valid"]["by_lambda"]["0"]["ndcg@10"] == 1.0
+    level = np.zeros(10)  # an LLM with no opinion: the fusion is the guide's order, which is kept (a tie)
+    chosen = choose_next_item([(cands, level, cf, 3)] * 8, [0.0, 1.0], 10)
+    assert chosen["mode"] == "rerank" and chosen["lambda"] == 1.0
 
 
 def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):

@@ -38,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
         sizes = "  ".join(f"{n}: {m['ndcg@10']:.4f} (lambda {m['lambda']:g}, recall {m['candidate_recall']:.1%})"
                           for n, m in fusion["valid"]["by_candidates"].items())
         print(f"  NDCG@10 by candidates: {sizes}")
-        print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold the "
-              f"valid item for {fusion['valid']['candidate_recall']:.1%} of users")
+        print(f"  the collaborative model alone: {fusion['valid']['cf_alone']['ndcg@10']:.4f}")
+        if fusion["mode"] == "cf":
+            print("  chosen: the collaborative model alone (better than every fusion on valid; the LLM is left out "
+                  "of next-item answers)")
+        else:
+            print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold "
+                  f"the valid item for {fusion['valid']['candidate_recall']:.1%} of users")
     if "yes_no" in options.tasks:
         yes_no = fusion["yes_no"]
         v = yes_no["valid"]

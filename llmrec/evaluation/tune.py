@@ -87,10 +87,9 @@ def valid_pairs(rec, folder: Path, users: int, seed: int) -> dict[str, tuple[lis
 
 
 def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOptions) -> dict[str, Any]:
-    """NDCG@10 and HR@10 of rerank mode for every lambda of the grid; the best lambda."""
+    """NDCG@10 and HR@10 of rerank mode for every lambda of the grid on the valid ``pairs``; the
+    chosen fusion (:func:`choose_next_item`)."""
     from tqdm.auto import tqdm
-
-    from llmrec.evaluation.metrics import rank_in_list, ranking_metrics
 
     scored = []
     began = time.perf_counter()
@@ -100,33 +99,46 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
         llm = np.asarray(rec.rerank_scores(rec._prompt("next_item", history, {}), cands))
         scored.append((cands, llm, cf[cands], target))
     per_user_s = (time.perf_counter() - began) / max(1, len(scored))
+    chosen = choose_next_item(scored, options.grid, options.candidates)
+    chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates)
+    return chosen
+
+
+def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]], grid: Sequence[float],
+                     candidates: int) -> dict[str, Any]:  # fmt: skip
+    """The next-item fusion from per-user (collaborative top candidates, their LLM log-probabilities,
+    their collaborative log-probabilities, target): the candidate count and lambda with the best
+    valid NDCG@10 (the fewer candidates and the smaller lambda on a tie), or the collaborative
+    model alone (``mode: cf``, the limit of an infinite lambda) when it is strictly better than
+    every fusion: the LLM is then left out of next-item answers rather than made to cost NDCG."""
+    from llmrec.evaluation.metrics import rank_in_list, ranking_metrics
+
+    def metrics(ranks: list[float]) -> dict[str, float]:
+        m = ranking_metrics(ranks, [10])
+        return {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
 
     def by_lambda(n: int) -> dict[str, dict[str, float]]:
         """NDCG@10 and HR@10 of each lambda when only the collaborative top ``n`` are rescored."""
-        table = {}
-        for lam in options.grid:
-            ranks = [rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
-                     for cands, llm, cf, target in scored]
-            m = ranking_metrics(ranks, [10])
-            table[f"{lam:g}"] = {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
-        return table
+        return {f"{lam:g}": metrics([rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
+                                     for cands, llm, cf, target in scored]) for lam in grid}  # fmt: skip
 
     # fewer candidates cost proportionally less LLM work (rerank scores each title): the candidate
     # count is chosen with lambda, the smaller on a tie; the candidates come in collaborative order,
     # so the top n of the scored lists are what rerank with n candidates would score
-    sizes = sorted({n for n in (10, 20) if n < options.candidates} | {options.candidates})
+    sizes = sorted({n for n in (10, 20) if n < candidates} | {candidates})
     tables = {n: by_lambda(n) for n in sizes}
     by_size = {}
     for size in sizes:
-        lam = max(options.grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
+        lam = max(grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
         recall = float(np.mean([target in cands[:size] for cands, _, _, target in scored]))
         by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
     n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
-    best = by_size[str(n)]["lambda"]
-    return {"mode": "rerank", "lambda": best, "rerank_candidates": n,
-            "valid": {"users": len(scored), "by_lambda": tables[n], "by_candidates": by_size,
-                      "candidate_recall": by_size[str(n)]["candidate_recall"],
-                      "seconds_per_user": round(per_user_s, 3), "seconds_per_user_at": options.candidates}}  # fmt: skip
+    # the guide's own order (its top ``candidates`` hold its top 10), ties against it as in evaluate
+    alone = metrics([rank_in_list(cands, cf.tolist(), target) for cands, _, cf, target in scored])
+    mode = "cf" if alone["ndcg@10"] > by_size[str(n)]["ndcg@10"] else "rerank"
+    return {"mode": mode, "lambda": by_size[str(n)]["lambda"], "rerank_candidates": n,
+            "valid": {"users": len(scored), "by_lambda": tables[n], "by_candidates": by_size, "cf_alone": alone,
+                      "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
 
 
 # The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. The
