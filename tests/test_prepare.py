@@ -124,8 +124,9 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
     from llmrec import data
     from llmrec.data.clean import CleanOptions, clean
     from llmrec.data.split import leave_one_out
-    from llmrec.prompting import samples as samples_module
-    from llmrec.prompting.samples import SampleBuilder, SampleOptions, build_samples
+    from llmrec.prompting import building
+    from llmrec.prompting.building import build_samples
+    from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions
     from llmrec.prompting.templates import (
         PromptRenderer,
         domain_words,
@@ -145,19 +146,19 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
     def one_user_at_a_time():
         builder = SampleBuilder(catalog, shipped_templates(), PromptRenderer(tokenizer, 512), domain_words("movie"),
                                 SampleOptions(train_targets_per_user=2))  # fmt: skip
-        out = {t: {s: [] for s in samples_module.SPLITS} for t in builder.options.tasks}
-        for index, (user, events) in enumerate(samples_module.user_events(catalog, inter)):
+        out = {t: {s: [] for s in SPLITS} for t in builder.options.tasks}
+        for index, (user, events) in enumerate(building.user_events(catalog, inter)):
             for record in builder.user_records(user, events, index):  # each user's prompts fitted alone
                 out[record["task"]][record["split"]].append(record)
         return out, builder.skipped
 
-    chunk = samples_module._CHUNK
-    samples_module._CHUNK = 7  # several chunks per worker
+    chunk = building._CHUNK
+    building._CHUNK = 7  # several chunks per worker
     try:
         sequential = build(1)
         assert build(2) == sequential
     finally:
-        samples_module._CHUNK = chunk
+        building._CHUNK = chunk
     assert one_user_at_a_time() == sequential  # a chunk's prompts counted together: the same records
 
 

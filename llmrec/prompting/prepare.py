@@ -19,8 +19,9 @@ from llmrec.data.split import leave_one_out
 from llmrec.errors import LlmrecError
 from llmrec.files import atomic_dir, check_writable, sha256_tree
 from llmrec.options import option, parse_mapping
+from llmrec.prompting.building import build_samples
 from llmrec.prompting.evidence import cooccurrence
-from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions, build_samples
+from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions
 from llmrec.prompting.templates import (
     PromptRenderer,
     Template,
