@@ -47,15 +47,3 @@ def with_other_test_events(folder: Path, out: Path, seed: int) -> Path:
     interactions.to_parquet(out / "interactions.parquet")
     return out
 
-
-def train_and_valid(folder: Path) -> tuple[int, list[list[int]], list[tuple[list[int], int]]]:
-    """A prepared folder's item count, per-user train sequences and valid (history, target) pairs,
-    as the collaborative models are tuned on them."""
-    from llmrec.data import prepared
-
-    catalog, interactions, _ = prepared.read_tables(folder)
-    item_ids = catalog["item_id"].astype(str).tolist()
-    seqs = prepared.sequences(interactions[interactions["split"] != "test"], {i: n for n, i in enumerate(item_ids)})
-    train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
-    valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
-    return len(item_ids), train, valid

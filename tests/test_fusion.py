@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 import pytest
-from support import train_and_valid, with_other_test_events
+from support import with_other_test_events
 
 from llmrec.collab import make
-from llmrec.collab.guide import Guide, fit_guide
+from llmrec.collab.guide import Guide, fit_guide, train_and_valid
 
 
 def test_item_statistics_count_the_train_events_and_travel_with_the_guide(tmp_path):
@@ -223,6 +223,7 @@ def test_tune_refits_within_the_adapter_recipes_size_budget(fused_adapter, prepa
     import yaml
 
     from llmrec.collab import GRIDS, make, state_bytes
+    from llmrec.data import prepared
     from llmrec.decoding.recommender import Recommender
     from llmrec.errors import LlmrecError
     from llmrec.evaluation.tune import TuneOptions, tune
@@ -231,7 +232,8 @@ def test_tune_refits_within_the_adapter_recipes_size_budget(fused_adapter, prepa
     shutil.copytree(fused_adapter[0], copy)
     recipe = yaml.safe_load((copy / "recipe.yaml").read_text())
     free = fit_guide(prepared_small, "itemknn")
-    n_items, train, _ = train_and_valid(prepared_small)
+    item_ids, train, _ = train_and_valid(*prepared.read_tables(prepared_small)[:2])
+    n_items = len(item_ids)
     sizes = [state_bytes(make("itemknn", **s).fit(train, n_items)) for s in GRIDS["itemknn"]]
     assert min(sizes) < max(sizes)
     budget = min(sizes) / 1e6  # only the smallest settings fit

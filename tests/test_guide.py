@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import train_and_valid, with_other_test_events
+from support import with_other_test_events
 
 from llmrec.collab import make
-from llmrec.collab.guide import Guide, fit_guide
+from llmrec.collab.guide import Guide, fit_guide, train_and_valid
 from llmrec.data import prepared
 from llmrec.decoding.backends import ItemSearch
 from llmrec.decoding.index import CatalogIndex
@@ -141,7 +141,8 @@ def test_the_guide_is_tuned_like_the_baseline_within_its_size_budget(prepared_sm
     from llmrec.errors import LlmrecError
 
     free = fit_guide(prepared_small, "itemknn")
-    n_items, train, valid = train_and_valid(prepared_small)
+    item_ids, train, valid = train_and_valid(*prepared.read_tables(prepared_small)[:2])
+    n_items = len(item_ids)
     _, baseline = tune("itemknn", train, n_items, valid)
     assert free.report["setting"] == baseline["setting"] and "over_budget" not in free.report["tried"]["itemknn"]
 

@@ -165,10 +165,7 @@ def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False, 
     if choice == "none":
         return None
     catalog, interactions, _ = prepared.read_tables(folder)
-    item_ids = catalog["item_id"].astype(str).tolist()
-    seqs = prepared.sequences(interactions[interactions["split"] != "test"], {i: n for n, i in enumerate(item_ids)})
-    train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
-    valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
+    item_ids, train, valid = train_and_valid(catalog, interactions)
     if not valid:
         raise LlmrecError(f"{folder}: no valid events to tune the collaborative model on")
     began, tried, best, refused = time.perf_counter(), {}, None, None
@@ -188,6 +185,19 @@ def fit_guide(folder: str | Path, choice: str = "auto", progress: bool = False, 
               "tried": tried, "max_mb": max_mb, "train_users": len(train), "valid_users": len(valid),
               "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
     return Guide(name, model, item_ids, report, item_statistics(interactions, item_ids))
+
+
+def train_and_valid(catalog, interactions) -> tuple[list[str], list[list[int]], list[tuple[list[int], int]]]:
+    """A prepared folder's item ids, per-user train sequences (catalogue positions, in order) and
+    valid (history, target) pairs, from its tables (``prepared.read_tables``): what collaborative
+    models are tuned on. Test events are dropped first."""
+    from llmrec.data import prepared
+
+    item_ids = catalog["item_id"].astype(str).tolist()
+    seqs = prepared.sequences(interactions[interactions["split"] != "test"], {i: n for n, i in enumerate(item_ids)})
+    train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
+    valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
+    return item_ids, train, valid
 
 
 def item_statistics(interactions, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
