@@ -183,3 +183,13 @@ def index(backend, catalog, renderer):
     index = CatalogIndex.from_tokenizer(backend.tokenizer, catalog["item_id"], catalog["title"], prefix)
     backend.set_catalog(index)
     return index
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> dict:
+    """A key file with one key per scope (the service's tests): {"path": ..., "read": key, ...}."""
+    from llmrec.serve.keys import add_key
+
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    out = {scope: add_key(path, [scope], name=scope) for scope in ("read", "feedback", "admin")}
+    return {"path": path, **out}

@@ -3,7 +3,13 @@ the repository root, whose ``llmrec/`` would shadow the installed wheel, never i
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +53,43 @@ def with_other_test_events(folder: Path, out: Path, seed: int) -> Path:
     interactions.to_parquet(out / "interactions.parquet")
     return out
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``llmrec serve`` in a subprocess on a free loopback port, ready when constructed."""
+
+    def __init__(self, toy_model: Path, shop: Path, keys: dict, folder: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.feedback = folder / "feedback.jsonl"
+        self.log = folder / "server.log"
+        argv = [str(Path(sys.executable).with_name("llmrec")), "serve", "--model", str(toy_model), "--data", str(shop),
+                "--device", "cpu", "--keys", str(keys["path"]), "--port", str(self.port),
+                "--feedback", str(self.feedback), *extra]  # fmt: skip
+        self.out = self.log.open("w")
+        self.process = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, cwd=folder)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("server not ready in 180 s:\n" + self.log.read_text())
+
+    def post(self, path: str, body, key: str | None, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.post(self.url + path, json=body, headers=headers, timeout=120, **kwargs)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.out.close()

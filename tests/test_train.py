@@ -18,12 +18,8 @@ from llmrec.environment import cpu_bf16
 from llmrec.training.adapter import read_manifest
 from llmrec.training.mixture import mix
 from llmrec.training.recipe import load_recipe, servability_problems
-from llmrec.training.train import (
-    EMBEDDED_HUB_ID,
-    TrainOptions,
-    checkpoint_dir,
-    train,
-)
+from llmrec.training.record import EMBEDDED_HUB_ID
+from llmrec.training.train import TrainOptions, checkpoint_dir, train
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -286,7 +282,7 @@ def test_smoke_two_lora_steps_on_the_real_smollm2(prepared_small: Path, tmp_path
 
 
 def test_a_resumed_runs_tokens_add_up_over_its_parts():
-    from llmrec.training.train import token_segments
+    from llmrec.training.record import token_segments
 
     # TRL counts tokens from the start of each process: a resume makes the count drop
     log = [{"loss": 1.0}, {"num_tokens": 100.0}, {"num_tokens": 250.0}, {"num_tokens": 40.0}, {"eval_loss": 1.0},

@@ -173,9 +173,8 @@ def _unknown(recommender, r: Request) -> dict[str, int]:
 
 
 def _answer_one(recommender, task: str, r: Request, unknown: str) -> dict[str, Any]:
-    from llmrec.decoding.recommender import (
-        free_text,  # not at import: `llmrec predict --help` stays quick
-    )
+    # not at import: `llmrec predict --help` stays quick
+    from llmrec.decoding.items import free_text
 
     if task == "rank":
         ranked = recommender.rank(r.body["history"], r.body["candidates"], unknown)

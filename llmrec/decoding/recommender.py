@@ -6,7 +6,6 @@ training samples, and every recommended item comes out of the catalogue index.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,9 +19,10 @@ from llmrec.collab.guide import Guide, fuse_yes_no, fusion_inputs, normalised, t
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
-from llmrec.decoding.grounding import GroundingChecker, normalize_title
+from llmrec.decoding.grounding import GroundingChecker
 from llmrec.decoding.index import CatalogIndex, answer_tokens
-from llmrec.errors import LlmrecError, shorten
+from llmrec.decoding.items import ItemRefs, free_text
+from llmrec.errors import LlmrecError
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
@@ -36,10 +36,6 @@ RERANK_CANDIDATES = 50
 # At most this many items per request: beam search keeps about 2k beams, each with its own copy
 # of the prompt's KV cache (~20 MB for SmolLM2-135M at 450 tokens), so k bounds the memory.
 MAX_K = 100
-# What to do with a history reference that is not in the catalogue (see Recommender.read_history)
-UNKNOWN_ITEMS = ("keep", "drop", "error")
-# an unknown title kept as free text is cut to this many characters (a title, not a document)
-MAX_FREE_TEXT = 200
 
 
 @dataclass(kw_only=True)
@@ -72,14 +68,6 @@ class Recommendation:
         return out
 
 
-def free_text(ref: str | int) -> str:
-    """An unknown item reference as prompt text: one line, chat markup made plain, at most
-    ``MAX_FREE_TEXT`` characters; "" when it holds no letter (an unknown id means nothing to a reader).
-    Jinja inserts it as a value, so braces or instructions in it are data, never template or role."""
-    text = " ".join(str(ref).split())[:MAX_FREE_TEXT]
-    return neutralize_markup(text) if any(c.isalpha() for c in text) else ""
-
-
 def adapter_manifest(model: str | Path | None) -> dict[str, Any] | None:
     """The llmrec manifest of ``model`` (default: the shipped adapter); None for a bare base model."""
     folder = Path(model) if model is not None else shipped_adapter_dir()
@@ -109,11 +97,9 @@ class Recommender:
         self.max_history = int(samples["max_history"])
         self.renderer = PromptRenderer(tokenizer, int(samples["max_length"]))
         self.words = domain_words(info.get("item_noun") or "item")
-        self.titles = self.catalog["title"].tolist()
-        self.item_ids = self.catalog["item_id"].astype(str).tolist()
-        self.position = {item: i for i, item in enumerate(self.item_ids)}
-        self.by_title = {t: i for i, t in enumerate(self.titles)}
-        self.by_norm = {normalize_title(t): i for i, t in enumerate(self.titles)}
+        self.items = ItemRefs(self.catalog["item_id"].astype(str).tolist(), self.catalog["title"].tolist())
+        # the same lists and map as ``items`` holds (add_items grows them in place)
+        self.titles, self.item_ids, self.position = self.items.titles, self.items.item_ids, self.items.position
         prefix = self.renderer.chat("system", "user")
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
         self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
@@ -162,7 +148,7 @@ class Recommender:
             raise LlmrecError("add_items: one title per item id")
         titles = [neutralize_markup(" ".join(str(t).split())) for t in titles]  # as cleaning stores titles
         for title in titles:
-            if title in self.by_title:
+            if title in self.items.by_title:
                 raise LlmrecError(f"'{title}': a catalogue item already has this title")
         prefix = self.renderer.chat("system", "user")
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in titles]
@@ -170,70 +156,25 @@ class Recommender:
         self.index = self.index.with_items(list(map(str, item_ids)), answers,
                                            answer_tokens(tokenizer, answers, prefix, tokenizer.eos_token))  # fmt: skip
         self.backend.set_catalog(self.index)
-        for item, title in zip(item_ids, titles):
-            # the lists grow before the lookups name the new position: a reader on another
-            # thread (the service's feedback handler) never gets a position past their end
-            n = len(self.titles)
-            self.item_ids.append(str(item))
-            self.titles.append(title)
-            self.by_norm[normalize_title(title)] = n
-            self.by_title[title] = n
-            self.position[str(item)] = n
+        self.items.add(item_ids, titles)
         self.checker = GroundingChecker(self.titles)
 
     def lookup(self, ref: str | int) -> int | None:
-        """The catalogue position of an item id or title (exact title, then case/space-insensitive), or None.
-
-        Chat markup in a title is matched as the catalogue stores it (neutralised, see
-        ``neutralize_markup``), so a title typed as it appears in the raw data still resolves.
-        """
-        if not isinstance(ref, (str, int)) or isinstance(ref, bool):
-            raise LlmrecError(f"{shorten(ref)!r}: an item is an id or a title (a string), not {type(ref).__name__}")
-        text = str(ref)
-        if text in self.position:
-            return self.position[text]
-        plain = neutralize_markup(text)
-        if plain in self.by_title:
-            return self.by_title[plain]
-        return self.by_norm.get(normalize_title(plain))
+        """The catalogue position of an item id or title, or None (``ItemRefs.lookup``)."""
+        return self.items.lookup(ref)
 
     def resolve(self, refs: Sequence[str | int]) -> list[int]:
         """Catalogue positions of item ids or titles; an unknown one is an error (with close matches)."""
-        return self.read_history(refs, "error")  # type: ignore[return-value]
+        return self.items.read(refs, "error")  # type: ignore[return-value]
 
     def read_history(self, refs: Sequence[str | int], unknown: str = "keep") -> list[int | str]:
         """A history as catalogue positions, and, for ``unknown="keep"``, the free text of references
-        that are not in the catalogue (an LLM reads a title it has never indexed; the collaborative
-        model and the exclusion of seen items skip it).
-
-        ``unknown``: ``keep`` (unknown titles stay as text; an unknown reference without a letter
-        in it, an id, carries no meaning and is dropped), ``drop``, or ``error``.
-        """
-        if unknown not in UNKNOWN_ITEMS:
-            raise LlmrecError(f"unknown_items '{shorten(unknown)}': expected one of {', '.join(UNKNOWN_ITEMS)}")
-        out: list[int | str] = []
-        for ref in refs:
-            pos = self.lookup(ref)
-            if pos is not None:
-                out.append(pos)
-            elif unknown == "error":
-                raise LlmrecError(self._unknown_message(str(ref)))
-            elif unknown == "keep" and (text := free_text(ref)):
-                out.append(text)
-        return out
+        that are not in the catalogue (``ItemRefs.read``; ``unknown``: keep, drop or error)."""
+        return self.items.read(refs, unknown)
 
     def count_unknown(self, refs: Sequence[str | int]) -> int:
         """How many of ``refs`` are not catalogue items."""
-        return sum(self.lookup(ref) is None for ref in refs)
-
-    def _unknown_message(self, text: str) -> str:
-        # close matches only for title-sized text: difflib on a 20 MB string would crawl
-        close = difflib.get_close_matches(text, self.titles, n=3, cutoff=0.5) if len(text) <= 300 else []
-        hint = f"; close matches: {'; '.join(close)}" if close else ""
-        return f"'{shorten(text)}': no such item id or title in the catalogue{hint}"
-
-    def _title(self, entry: int | str) -> str:
-        return self.titles[entry] if isinstance(entry, int) else entry
+        return sum(self.items.lookup(ref) is None for ref in refs)
 
     def user_history(self, user_id: str) -> list[str]:
         """A known user's whole history (every split), oldest first, as item ids."""
@@ -249,7 +190,7 @@ class Recommender:
         history = list(history)[-self.max_history :]
 
         def context(kept):
-            return {**self.words, "history": [self._title(e) for e in kept], **extra}
+            return {**self.words, "history": [self.items.title(e) for e in kept], **extra}
 
         fitted = self.renderer.fit(template, history, context, "")
         if fitted is None:
@@ -380,7 +321,7 @@ class Recommender:
             target = self.lookup(item)
             if target is None:
                 if unknown_items != "keep" or not free_text(item):
-                    raise LlmrecError(self._unknown_message(str(item)))
+                    raise LlmrecError(self.items.unknown_message(str(item)))
                 title = free_text(item)
             else:
                 title = self.titles[target]
@@ -389,8 +330,8 @@ class Recommender:
             template = self.templates["yes_no"]
 
             def context(kept, title=title):
-                return {**self.words, "liked": [self._title(i) for i, ok in kept if ok],
-                        "disliked": [self._title(i) for i, ok in kept if not ok], "target": title}  # fmt: skip
+                return {**self.words, "liked": [self.items.title(i) for i, ok in kept if ok],
+                        "disliked": [self.items.title(i) for i, ok in kept if not ok], "target": title}  # fmt: skip
 
             fitted = self.renderer.fit(template, events, context, "")
             if fitted is None:
@@ -428,7 +369,7 @@ class Recommender:
     def _explain_many(self, history: Sequence[int | str], items: list[int]) -> list[dict[str, Any]]:
         prompts = [self._prompt("explain", history, {"target": self.titles[i]}) for i in items]
         texts = self.backend.generate(prompts, max_new_tokens=80)
-        shown = [self._title(e) for e in list(history)[-self.max_history :]]
+        shown = [self.items.title(e) for e in list(history)[-self.max_history :]]
         out = []
         for item, text in zip(items, texts):
             g = self.checker.check(text, shown, self.titles[item])

@@ -9,18 +9,14 @@ only the main one writes the adapter.
 from __future__ import annotations
 
 import json
-import os
-import resource
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from llmrec import __version__
 from llmrec.collab.guide import fit_guide
 from llmrec.data import prepared
 from llmrec.errors import LlmrecError
@@ -36,12 +32,10 @@ from llmrec.training.lora import (
 )
 from llmrec.training.mixture import mix, task_splits, valid_sets
 from llmrec.training.recipe import Recipe, servability_problems
+from llmrec.training.record import adapter_manifest, run_stats
 
-EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 RUN_FILE = "llmrec_run.json"
 DDP_TIMEOUT_S = 6 * 3600
-# the sample settings that shape a prompt (not which samples exist)
-PROMPT_SETTINGS = ("max_history", "max_length")
 # A resumed run must train the same thing; these may change between a kill and --resume.
 _RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
                       "early_stopping_patience", "max_eval_samples", "description", "name", "cf"}
@@ -83,21 +77,6 @@ def _check_resume(work: Path, record: dict[str, Any]) -> None:
     changed = [k for k, v in record["recipe"].items() if old["recipe"].get(k) != v and k not in _RESUMABLE_CHANGES]
     if changed:
         raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out")
-
-
-def _peak_memory_mib(cuda: bool) -> int:
-    if cuda:
-        import torch
-
-        return int(torch.cuda.max_memory_allocated() / 2**20)
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
-
-
-def _versions() -> dict[str, str]:
-    """The installed versions of llmrec's stack (what ``llmrec env`` reports), for the manifest."""
-    from llmrec.environment import library_versions
-
-    return {name: v for name, v in library_versions().items() if v is not None}
 
 
 def _cast_adapter(folder: Path, dtype_name: str) -> None:
@@ -279,89 +258,6 @@ def _valid_metrics(trainer, valid: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return metrics
 
 
-def token_segments(log_history: list[dict]) -> list[int]:
-    """Tokens trained in each part of a run: TRL's logged ``num_tokens`` counts from the start of
-    each process, so a resumed run's count drops where it was resumed; each part's last count."""
-    parts: list[int] = []
-    last = None
-    for entry in log_history:
-        if "num_tokens" not in entry:
-            continue
-        value = int(entry["num_tokens"])
-        if last is None or value < last:
-            parts.append(value)
-        else:
-            parts[-1] = value
-        last = value
-    return parts
-
-
-def _run_stats(trainer, result, recipe: Recipe, run: _Run, precision: str, per_step: int, started: float):
-    """Steps, samples, tokens, time, memory and device of a finished run (the manifest's ``training``)."""
-    import torch
-    from accelerate import PartialState
-
-    cuda = torch.cuda.is_available()
-    steps = trainer.state.global_step
-    # train_runtime covers this process's part of a resumed run only: rates are over that part
-    seconds = float(result.metrics.get("train_runtime", 0.0))
-    resumed_at = int(Path(run.resume_from).name.split("-")[-1]) if run.resume_from else 0
-    samples = steps * per_step
-    segments = token_segments(trainer.state.log_history)
-    tokens = sum(segments)
-    tokens_here = segments[-1] if resumed_at and segments else tokens
-    if not tokens:  # a run shorter than logging_steps logs no count: take it from the tokenized rows
-        lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-        tokens = tokens_here = round(sum(lengths) * samples / max(1, len(lengths)))
-    best = trainer.state.best_model_checkpoint
-    return {
-        "steps": steps, "samples": samples, "tokens": tokens, "seconds": round(seconds, 1),
-        "steps_this_part": steps - resumed_at,
-        "samples_per_second": (steps - resumed_at) * per_step / seconds if seconds else 0.0,
-        "tokens_per_second": tokens_here / seconds if seconds else 0.0,
-        "peak_memory_mib": _peak_memory_mib(cuda),
-        "device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
-        "precision": precision,
-        "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
-        "processes": PartialState().num_processes,
-        "resumed_from": Path(run.resume_from).name if run.resume_from else None,
-        "stopped_early": bool(recipe.max_steps and steps < recipe.max_steps
-                              or not recipe.max_steps and steps < trainer.state.max_steps),
-        "best_checkpoint": Path(best).name if best else None,
-        # the training loss as logged (every logging_steps): the run's learning curve
-        "log": [{"step": e["step"], "loss": round(float(e["loss"]), 4)} for e in trainer.state.log_history if "loss" in e],
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-
-
-def _manifest(recipe: Recipe, run: _Run, metrics: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
-    """The adapter manifest (``llmrec_adapter.json``): base, data, templates, recipe, metrics, run."""
-    data = run.prepared
-    hub_id = EMBEDDED_HUB_ID if run.base_name == EMBEDDED_MODEL else (None if Path(run.base_name).exists() else run.base_name)
-    return {
-        "llmrec_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "base_model": {"name": run.base_name, "hub_id": hub_id,
-                       "quantization": "nf4-4bit" if recipe.load_in_4bit else None},  # fmt: skip
-        "data": {
-            "name": Path(data["source"]["data"]).name,
-            "source": data["source"]["data"],
-            "catalog_hash": data["hashes"]["catalog"],
-            "interactions_hash": data["hashes"]["interactions"],
-            "manifest_sha256": run.data_sha,
-            "item_noun": data.get("item_noun"),
-            "tokenizer": data.get("tokenizer"),
-            # the prompt shape the adapter learned; recommend/predict render with it
-            "prompts": {k: data.get("samples", {}).get(k) for k in PROMPT_SETTINGS},
-        },
-        "templates": {t: data["templates"][t] for t in recipe.tasks},
-        "recipe": recipe.to_dict(),
-        "versions": _versions(),
-        "metrics": {"valid": metrics},
-        "training": stats,
-    }
-
-
 def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any]:
     """Train an adapter; returns its manifest (also written to ``out/llmrec_adapter.json``).
 
@@ -387,8 +283,8 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     metrics = _valid_metrics(trainer, valid)
     state = PartialState()
     state.wait_for_everyone()
-    stats = _run_stats(trainer, result, recipe, run, precision, per_step, started)
-    manifest = _manifest(recipe, run, metrics, stats)
+    stats = run_stats(trainer, result, recipe, run, precision, per_step, started)
+    manifest = adapter_manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     if state.is_main_process:
         guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
