@@ -142,14 +142,15 @@ def curves(args: argparse.Namespace) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     print("\n| precision | steps | final valid loss (mean over tasks) | per task |\n|---|---:|---:|---|")
-    finals = {}
+    finals, results = {}, {}
     for precision in ("fp32", "bf16"):
-        result, _ = run_child(args, "after", precision, args.curves)
+        results[precision] = result = run_child(args, "after", precision, args.curves)[0]
         ax.plot(range(1, len(result["losses"]) + 1), result["losses"], label=f"{precision} (train loss)")
         valid = {t: round(m["loss"], 4) for t, m in result["valid"].items()}
         finals[precision] = sum(valid.values()) / len(valid)
         print(f"| {precision} | {result['steps']} | {finals[precision]:.4f} | {valid} |", flush=True)
     print(f"\nbf16 valid loss / fp32 valid loss = {finals['bf16'] / finals['fp32']:.4f}")
+    (args.out / "curves.json").write_text(json.dumps(results, indent=1))  # per-step losses, valid losses, seconds
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
     ax.set_title(f"llmrec train, recipe {args.recipe}: fp32 vs bf16 (same data and seed)")
@@ -167,7 +168,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="quick")
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps of each timed run")
     parser.add_argument("--eval-samples", type=int, default=16, help="valid samples per task")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                        help="timed variants (none with --curves: the curves alone)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--curves", type=int, default=0, help="steps of the fp32/bf16 loss-curve runs (0 = none)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -178,8 +180,9 @@ def main() -> None:
         child(args)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    print("| variant | precision | steps | samples | tokens | train s | samples/s | tokens/s | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    if args.variants:
+        print("| variant | precision | steps | samples | tokens | train s | samples/s | tokens/s | peak RSS MiB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for variant in args.variants:
         for precision in args.precisions:
             r, rss = run_child(args, variant, precision, args.steps)
