@@ -38,7 +38,7 @@ class ItemRefs:
         self.by_norm = {normalize_title(t): i for i, t in enumerate(self.titles)}
 
     def add(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:
-        """Append new items (titles as cleaning stores them; none may repeat a catalogue title)."""
+        """Append new items (titles as cleaning stores them; the caller checks none repeats a catalogue title)."""
         for item, title in zip(item_ids, titles):
             # the lists grow before the lookups name the new position: a reader on another
             # thread (the service's feedback handler) never gets a position past their end

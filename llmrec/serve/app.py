@@ -47,7 +47,6 @@ log = logging.getLogger("llmrec.serve")
 RETRY_AFTER_S = "1"
 
 
-
 class Service:
     """What the endpoints share: the model, its batcher, the keys, the feedback log, the metrics."""
 

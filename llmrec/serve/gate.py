@@ -21,7 +21,7 @@ SCOPES = {"/v1/recommend": "read", "/v1/predict": "read", "/v1/rank": "read", "/
 
 
 class Gate:
-    """ASGI middleware: request id, body size limit, metrics and one log line per request."""
+    """ASGI middleware: request id, API key and scope, body size limit, metrics and one log line per request."""
 
     def __init__(self, app, service) -> None:  # service: app.Service (its options, keys and metrics)
         self.app = app

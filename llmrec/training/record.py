@@ -92,7 +92,7 @@ def run_stats(trainer, result, recipe: Recipe, run, precision: str, per_step: in
     }  # fmt: skip
 
 
-def adapter_manifest(recipe: Recipe, run, metrics: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(recipe: Recipe, run, metrics: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
     """The adapter manifest (``llmrec_adapter.json``): base, data, templates, recipe, metrics, run
     (``run``: train's ``_Run``, for the base model's name and the prepared data's manifest)."""
     data = run.prepared

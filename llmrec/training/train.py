@@ -32,7 +32,7 @@ from llmrec.training.lora import (
 )
 from llmrec.training.mixture import mix, task_splits, valid_sets
 from llmrec.training.recipe import Recipe, servability_problems
-from llmrec.training.record import adapter_manifest, run_stats
+from llmrec.training.record import build_manifest, run_stats
 
 RUN_FILE = "llmrec_run.json"
 DDP_TIMEOUT_S = 6 * 3600
@@ -284,7 +284,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     state = PartialState()
     state.wait_for_everyone()
     stats = run_stats(trainer, result, recipe, run, precision, per_step, started)
-    manifest = adapter_manifest(recipe, run, metrics, stats)
+    manifest = build_manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     if state.is_main_process:
         guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
