@@ -44,7 +44,7 @@ def snapshot(checkpoint: Path, manifest: dict, per_step: int, folder: Path) -> P
 def evaluate(model: str, data: str, out: Path, tasks: str, users: int) -> dict:
     if not (out / "report.json").is_file():
         subprocess.run([llmrec(), "evaluate", "--model", model, "--data", data, "--split", "valid", "--tasks", tasks,
-                        "--users", str(users), "--k", "10", "--baselines", "", "--explain-users", "0", "--no-progress",
+                        "--users", str(users), "--k", "1,5,10", "--baselines", "", "--explain-users", "0", "--no-progress",
                         "--overwrite", "--out", str(out)], check=True)  # fmt: skip
     return json.loads((out / "report.json").read_text())["systems"]["llmrec"]
 

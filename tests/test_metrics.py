@@ -78,3 +78,14 @@ def test_baseline_scores_in_chunks_equal_one_block():
     np.testing.assert_array_equal(np.concatenate([s for _, s in blocks]), model.score(histories))
     pairs = [(h, t) for h, t in zip(histories, [1, 3, 4, 1, 3])]
     assert 0.0 < ndcg10(model, pairs) <= 1.0
+
+
+def test_rank_metrics_use_the_cut_offs_under_the_candidate_count_and_always_hr_at_1():
+    from llmrec.evaluation.report import system_metrics
+
+    ranks = [1, 2, 4, 10]  # the held-out item among 10 candidates
+    rows = [{"system": "s", "task": "rank", "user": str(u), "candidates": 10, "rank": r} for u, r in enumerate(ranks)]
+    only_ten = system_metrics(rows, [10], n_items=100)["s"]
+    assert only_ten["rank_hr@1"] == 0.25 and not any(k.endswith("@10") for k in only_ten)
+    more = system_metrics(rows, [1, 5, 10, 20], n_items=100)["s"]
+    assert more["rank_hr@5"] == 0.75 and "rank_ndcg@5" in more and "rank_hr@20" not in more

@@ -47,7 +47,9 @@ def system_metrics(records: list[dict[str, Any]], ks: list[int], n_items: int) -
                 m["users_per_s"] = len(latencies) / float(np.sum(latencies))
         if rows := tasks.get("rank"):
             n = max(r["candidates"] for r in rows)
-            for key, value in ranking_metrics([_rank(r["rank"]) for r in rows], [k for k in ks if k < n]).items():
+            # cut-offs under the candidate count (at n every candidate is a hit); HR@1 always
+            cuts = sorted({1, *(k for k in ks if k < n)})
+            for key, value in ranking_metrics([_rank(r["rank"]) for r in rows], cuts).items():
                 m[f"rank_{key}"] = value
             m["rank_samples"] = len(rows)
         if rows := tasks.get("yes_no"):
