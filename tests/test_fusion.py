@@ -119,6 +119,24 @@ def test_the_collaborative_model_alone_is_chosen_only_when_it_beats_every_fusion
     assert chosen["mode"] == "rerank" and chosen["lambda"] == 1.0
 
 
+def test_a_fusion_whose_gain_does_not_hold_out_leaves_the_llm_out():
+    from llmrec.evaluation.tune import choose_next_item
+
+    cands = list(range(10))
+    cf = np.log(np.linspace(0.2, 0.02, 10))  # the guide ranks the target (item 3) fourth
+    right, wrong = np.zeros(10), np.zeros(10)
+    right[3], wrong[3] = 0.5, -0.5  # lambda 0 puts the target first, or last
+    # the users of the fold choose_next_item will hold out first get an LLM that is right, the
+    # others one that is wrong: on all users lambda 0 wins, but each half would pick the other's worst
+    folds = np.random.default_rng(0).permutation(8) % 2
+    scored = [(cands, right if f == 0 else wrong, cf, 3) for f in folds]
+    chosen = choose_next_item(scored, [0.0, 100.0], 10)
+    assert chosen["lambda"] == 0.0 and chosen["valid"]["by_lambda"]["0"]["ndcg@10"] > chosen["valid"]["cf_alone"]["ndcg@10"]
+    held = chosen["valid"]["held_out"]
+    assert [c["lambda"] for c in held["chosen_by_fold"]] == [100.0, 0.0]
+    assert held["ndcg@10"] < chosen["valid"]["cf_alone"]["ndcg@10"] and chosen["mode"] == "cf"
+
+
 def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):
     import shutil
 

@@ -39,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
                           for n, m in fusion["valid"]["by_candidates"].items())
         print(f"  NDCG@10 by candidates: {sizes}")
         print(f"  the collaborative model alone: {fusion['valid']['cf_alone']['ndcg@10']:.4f}")
+        if held := fusion["valid"].get("held_out"):
+            print(f"  the fusion held out (each half of the users tuned on the other): {held['ndcg@10']:.4f}")
         if fusion["mode"] == "cf":
-            print("  chosen: the collaborative model alone (better than every fusion on valid; the LLM is left out "
-                  "of next-item answers)")
+            print("  chosen: the collaborative model alone (better than the fusion held out on valid; the LLM is "
+                  "left out of next-item answers)")
         else:
             print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold "
                   f"the valid item for {fusion['valid']['candidate_recall']:.1%} of users")

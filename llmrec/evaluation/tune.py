@@ -99,45 +99,64 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
         llm = np.asarray(rec.rerank_scores(rec._prompt("next_item", history, {}), cands))
         scored.append((cands, llm, cf[cands], target))
     per_user_s = (time.perf_counter() - began) / max(1, len(scored))
-    chosen = choose_next_item(scored, options.grid, options.candidates)
+    chosen = choose_next_item(scored, options.grid, options.candidates, options.seed)
     chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates)
     return chosen
 
 
 def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]], grid: Sequence[float],
-                     candidates: int) -> dict[str, Any]:  # fmt: skip
+                     candidates: int, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """The next-item fusion from per-user (collaborative top candidates, their LLM log-probabilities,
     their collaborative log-probabilities, target): the candidate count and lambda with the best
     valid NDCG@10 (the fewer candidates and the smaller lambda on a tie), or the collaborative
     model alone (``mode: cf``, the limit of an infinite lambda) when it is strictly better than
-    every fusion: the LLM is then left out of next-item answers rather than made to cost NDCG."""
+    the fusion held out: each half of the users (two folds, seeded) scored with the candidate count
+    and lambda chosen on the other half. The LLM is then left out of next-item answers rather than
+    kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen)."""
     from llmrec.evaluation.metrics import rank_in_list, ranking_metrics
 
     def metrics(ranks: list[float]) -> dict[str, float]:
         m = ranking_metrics(ranks, [10])
         return {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
 
-    def by_lambda(n: int) -> dict[str, dict[str, float]]:
-        """NDCG@10 and HR@10 of each lambda when only the collaborative top ``n`` are rescored."""
-        return {f"{lam:g}": metrics([rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
-                                     for cands, llm, cf, target in scored]) for lam in grid}  # fmt: skip
+    def rank(user, n: int, lam: float) -> float:
+        cands, llm, cf, target = user
+        return rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
 
-    # fewer candidates cost proportionally less LLM work (rerank scores each title): the candidate
-    # count is chosen with lambda, the smaller on a tie; the candidates come in collaborative order,
-    # so the top n of the scored lists are what rerank with n candidates would score
-    sizes = sorted({n for n in (10, 20) if n < candidates} | {candidates})
-    tables = {n: by_lambda(n) for n in sizes}
-    by_size = {}
-    for size in sizes:
-        lam = max(grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
-        recall = float(np.mean([target in cands[:size] for cands, _, _, target in scored]))
-        by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
-    n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
+    def best(users: list) -> tuple[int, dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+        """The candidate count, its table by lambda, and each count's best lambda on ``users``."""
+        # fewer candidates cost proportionally less LLM work (rerank scores each title): the
+        # candidate count is chosen with lambda, the smaller on a tie; the candidates come in
+        # collaborative order, so the top n of the scored lists are what rerank with n would score
+        sizes = sorted({n for n in (10, 20) if n < candidates} | {candidates})
+        tables = {n: {f"{lam:g}": metrics([rank(u, n, lam) for u in users]) for lam in grid} for n in sizes}
+        by_size = {}
+        for size in sizes:
+            lam = max(grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
+            recall = float(np.mean([target in cands[:size] for cands, _, _, target in users]))
+            by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
+        n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
+        return n, tables[n], by_size
+
+    n, table, by_size = best(scored)
+    # the fusion held out: each fold ranked with what the other fold chose
+    folds = np.random.default_rng(seed).permutation(len(scored)) % 2
+    ranks, chosen_by_fold = [], []
+    for fold in (0, 1):
+        tuned_on = [u for u, f in zip(scored, folds) if f != fold]
+        if not tuned_on or fold not in folds:  # fewer than two users: nothing to hold out
+            continue
+        n_f, _, sizes_f = best(tuned_on)
+        lam_f = sizes_f[str(n_f)]["lambda"]
+        chosen_by_fold.append({"rerank_candidates": n_f, "lambda": lam_f})
+        ranks += [rank(u, n_f, lam_f) for u, f in zip(scored, folds) if f == fold]
+    held_out = metrics(ranks) if ranks else by_size[str(n)]
     # the guide's own order (its top ``candidates`` hold its top 10), ties against it as in evaluate
     alone = metrics([rank_in_list(cands, cf.tolist(), target) for cands, _, cf, target in scored])
-    mode = "cf" if alone["ndcg@10"] > by_size[str(n)]["ndcg@10"] else "rerank"
+    mode = "cf" if alone["ndcg@10"] > held_out["ndcg@10"] else "rerank"
     return {"mode": mode, "lambda": by_size[str(n)]["lambda"], "rerank_candidates": n,
-            "valid": {"users": len(scored), "by_lambda": tables[n], "by_candidates": by_size, "cf_alone": alone,
+            "valid": {"users": len(scored), "by_lambda": table, "by_candidates": by_size, "cf_alone": alone,
+                      "held_out": {**held_out, "chosen_by_fold": chosen_by_fold},
                       "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
 
 
