@@ -9,8 +9,8 @@ collaborative model proposes its top `--candidates` items and the LLM scores eac
 (teacher-forced, `Recommender.rerank_scores`: the sum of its answer tokens' log-probabilities).
 Two LLM scores are fused with the guide, `llm + lambda * log p_CF`: the sum (what rerank uses)
 and the mean per answer token (the same sum divided by the answer's token count). Lambda is
-chosen by `choose_next_item` on one half of the users and scored on the other (two folds), so no
-user is scored with a lambda tuned on it. Prints NDCG@10 per variant with a paired bootstrap
+chosen on one half of the users and scored on the other (`held_out_ranks`, as `llmrec tune`
+decides between the fusion and the guide alone), so no user is scored with a lambda tuned on it. Prints NDCG@10 per variant with a paired bootstrap
 interval of the difference, and saves the per-user scores (`scores.json`).
 """
 
@@ -23,22 +23,13 @@ from pathlib import Path
 import numpy as np
 
 
-def held_out(scored: list, grid: list[float], candidates: int, folds: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per user, the NDCG@10 of the fusion whose lambda was chosen on the other fold; the lambdas."""
-    from llmrec.evaluation.metrics import rank_in_list, ranking_metrics
-    from llmrec.evaluation.tune import choose_next_item
+def held_out(scored: list, grid: list[float], candidates: int) -> tuple[list[float], list[float]]:
+    """Per user, the NDCG@10 of the fusion chosen on the other half of the users; the lambdas."""
+    from llmrec.evaluation.metrics import ranking_metrics
+    from llmrec.evaluation.tune import held_out_ranks
 
-    ndcg = [0.0] * len(scored)
-    lambdas = []
-    for fold in (0, 1):
-        train = [s for s, f in zip(scored, folds) if f != fold]
-        lam = choose_next_item(train, grid, candidates)["lambda"]
-        lambdas.append(lam)
-        for u in np.flatnonzero(folds == fold):
-            cands, llm, cf, target = scored[u]
-            rank = rank_in_list(cands, (llm + lam * cf).tolist(), target)
-            ndcg[u] = ranking_metrics([rank], [10])["ndcg@10"]
-    return ndcg, lambdas
+    ranks, by_fold = held_out_ranks(scored, grid, candidates, seed=0)
+    return [ranking_metrics([r], [10])["ndcg@10"] for r in ranks], [c["lambda"] for c in by_fold]
 
 
 def main() -> None:
@@ -69,7 +60,6 @@ def main() -> None:
             rows.append({"cands": cands, "llm": llm, "cf": cf[cands].tolist(), "lengths": lengths, "target": target})
         cache.write_text(json.dumps(rows))
     grid = sorted(float(x) for x in LAMBDAS)
-    folds = np.random.default_rng(0).permutation(len(rows)) % 2
     variants = {
         "sum": [(r["cands"], np.array(r["llm"]), np.array(r["cf"]), r["target"]) for r in rows],
         "per_token": [(r["cands"], np.array(r["llm"]) / np.array(r["lengths"]), np.array(r["cf"]), r["target"])
@@ -77,7 +67,7 @@ def main() -> None:
     }
     alone = [ranking_metrics([rank_in_list(r["cands"], r["cf"], r["target"])], [10])["ndcg@10"] for r in rows]
     results = {"guide alone": (alone, None)}
-    results.update({name: held_out(scored, grid, args.candidates, folds) for name, scored in variants.items()})
+    results.update({name: held_out(scored, grid, args.candidates) for name, scored in variants.items()})
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, len(rows), len(rows)) for _ in range(2000)]
     base = np.array(results["sum"][0])

@@ -104,60 +104,77 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
     return chosen
 
 
+def _rank(user: tuple[list[int], np.ndarray, np.ndarray, int], n: int, lam: float) -> float:
+    """The target's rank when the collaborative top ``n`` are ordered by ``llm + lam * cf``."""
+    from llmrec.evaluation.metrics import rank_in_list
+
+    cands, llm, cf, target = user
+    return rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
+
+
+def _metrics(ranks: list[float]) -> dict[str, float]:
+    from llmrec.evaluation.metrics import ranking_metrics
+
+    m = ranking_metrics(ranks, [10])
+    return {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
+
+
+def best_fusion(scored: list, grid: Sequence[float], candidates: int) -> tuple[int, dict, dict[str, dict[str, Any]]]:
+    """On ``scored`` users: the chosen candidate count, its NDCG@10/HR@10 by lambda, and each
+    count's best lambda (the smaller on a tie)."""
+    # fewer candidates cost proportionally less LLM work (rerank scores each title): the candidate
+    # count is chosen with lambda, the smaller on a tie; the candidates come in collaborative order,
+    # so the top n of the scored lists are what rerank with n candidates would score
+    sizes = sorted({n for n in (10, 20) if n < candidates} | {candidates})
+    tables = {n: {f"{lam:g}": _metrics([_rank(u, n, lam) for u in scored]) for lam in grid} for n in sizes}
+    by_size = {}
+    for size in sizes:
+        lam = max(grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
+        recall = float(np.mean([target in cands[:size] for cands, _, _, target in scored]))
+        by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
+    n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
+    return n, tables[n], by_size
+
+
+def held_out_ranks(scored: list, grid: Sequence[float], candidates: int,
+                   seed: int = 0) -> tuple[list[float], list[dict[str, Any]]] | None:  # fmt: skip
+    """Each user's rank under the fusion chosen (``best_fusion``) on the other half of the users
+    (two folds, seeded), in ``scored``'s order, and what each fold was ranked with; None for fewer
+    than two users."""
+    if len(scored) < 2:
+        return None
+    folds = np.random.default_rng(seed).permutation(len(scored)) % 2
+    ranks = [0.0] * len(scored)
+    chosen_by_fold = []
+    for fold in (0, 1):
+        n, _, by_size = best_fusion([u for u, f in zip(scored, folds) if f != fold], grid, candidates)
+        lam = by_size[str(n)]["lambda"]
+        chosen_by_fold.append({"rerank_candidates": n, "lambda": lam})
+        for k in np.flatnonzero(folds == fold):
+            ranks[k] = _rank(scored[k], n, lam)
+    return ranks, chosen_by_fold
+
+
 def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]], grid: Sequence[float],
                      candidates: int, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """The next-item fusion from per-user (collaborative top candidates, their LLM log-probabilities,
     their collaborative log-probabilities, target): the candidate count and lambda with the best
     valid NDCG@10 (the fewer candidates and the smaller lambda on a tie), or the collaborative
     model alone (``mode: cf``, the limit of an infinite lambda) when it is strictly better than
-    the fusion held out: each half of the users (two folds, seeded) scored with the candidate count
-    and lambda chosen on the other half. The LLM is then left out of next-item answers rather than
-    kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen)."""
-    from llmrec.evaluation.metrics import rank_in_list, ranking_metrics
+    the fusion held out (``held_out_ranks``). The LLM is then left out of next-item answers rather
+    than kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen)."""
+    from llmrec.evaluation.metrics import rank_in_list
 
-    def metrics(ranks: list[float]) -> dict[str, float]:
-        m = ranking_metrics(ranks, [10])
-        return {"ndcg@10": round(m["ndcg@10"], 5), "hr@10": round(m["hr@10"], 5)}
-
-    def rank(user, n: int, lam: float) -> float:
-        cands, llm, cf, target = user
-        return rank_in_list(cands[:n], (llm[:n] + lam * cf[:n]).tolist(), target)
-
-    def best(users: list) -> tuple[int, dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
-        """The candidate count, its table by lambda, and each count's best lambda on ``users``."""
-        # fewer candidates cost proportionally less LLM work (rerank scores each title): the
-        # candidate count is chosen with lambda, the smaller on a tie; the candidates come in
-        # collaborative order, so the top n of the scored lists are what rerank with n would score
-        sizes = sorted({n for n in (10, 20) if n < candidates} | {candidates})
-        tables = {n: {f"{lam:g}": metrics([rank(u, n, lam) for u in users]) for lam in grid} for n in sizes}
-        by_size = {}
-        for size in sizes:
-            lam = max(grid, key=lambda x: (tables[size][f"{x:g}"]["ndcg@10"], -x))
-            recall = float(np.mean([target in cands[:size] for cands, _, _, target in users]))
-            by_size[str(size)] = {"lambda": lam, **tables[size][f"{lam:g}"], "candidate_recall": round(recall, 5)}
-        n = max(sizes, key=lambda size: (by_size[str(size)]["ndcg@10"], -size))
-        return n, tables[n], by_size
-
-    n, table, by_size = best(scored)
-    # the fusion held out: each fold ranked with what the other fold chose
-    folds = np.random.default_rng(seed).permutation(len(scored)) % 2
-    ranks, chosen_by_fold = [], []
-    for fold in (0, 1):
-        tuned_on = [u for u, f in zip(scored, folds) if f != fold]
-        if not tuned_on or fold not in folds:  # fewer than two users: nothing to hold out
-            continue
-        n_f, _, sizes_f = best(tuned_on)
-        lam_f = sizes_f[str(n_f)]["lambda"]
-        chosen_by_fold.append({"rerank_candidates": n_f, "lambda": lam_f})
-        ranks += [rank(u, n_f, lam_f) for u, f in zip(scored, folds) if f == fold]
-    held_out = metrics(ranks) if ranks else by_size[str(n)]
+    n, table, by_size = best_fusion(scored, grid, candidates)
+    held = held_out_ranks(scored, grid, candidates, seed)
+    in_sample = {k: by_size[str(n)][k] for k in ("ndcg@10", "hr@10")}
+    held_out = {**_metrics(held[0]), "chosen_by_fold": held[1]} if held else {**in_sample, "chosen_by_fold": []}
     # the guide's own order (its top ``candidates`` hold its top 10), ties against it as in evaluate
-    alone = metrics([rank_in_list(cands, cf.tolist(), target) for cands, _, cf, target in scored])
+    alone = _metrics([rank_in_list(cands, cf.tolist(), target) for cands, _, cf, target in scored])
     mode = "cf" if alone["ndcg@10"] > held_out["ndcg@10"] else "rerank"
     return {"mode": mode, "lambda": by_size[str(n)]["lambda"], "rerank_candidates": n,
             "valid": {"users": len(scored), "by_lambda": table, "by_candidates": by_size, "cf_alone": alone,
-                      "held_out": {**held_out, "chosen_by_fold": chosen_by_fold},
-                      "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
+                      "held_out": held_out, "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
 
 
 # The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. The
