@@ -89,6 +89,9 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == best
     assert fusion["mode"] == ("cf" if fusion["valid"]["cf_alone"]["ndcg@10"] > fusion["valid"]["held_out"]["ndcg@10"]
                               else "rerank")  # fmt: skip
+    by_score = fusion["valid"]["held_out_by_llm_score"]
+    assert set(by_score) == {"sum", "pmi"} and by_score[fusion["llm_score"]] == max(by_score.values())
+    assert fusion["valid"]["held_out"]["ndcg@10"] == by_score[fusion["llm_score"]]
     yes_no = fusion["yes_no"]
     assert yes_no["valid"]["samples"] > 10 and yes_no["valid"]["chosen"] in ("llm+cf", "llm+cf+items")
     assert yes_no["features"][:2] == ["llm", "cf"] and len(yes_no["coef"]) == len(yes_no["features"])
@@ -136,6 +139,65 @@ def test_a_fusion_whose_gain_does_not_hold_out_leaves_the_llm_out():
     held = chosen["valid"]["held_out"]
     assert [c["lambda"] for c in held["chosen_by_fold"]] == [100.0, 0.0]
     assert held["ndcg@10"] < chosen["valid"]["cf_alone"]["ndcg@10"] and chosen["mode"] == "cf"
+
+
+def test_the_llm_score_less_its_title_prior_is_chosen_when_only_it_holds_out():
+    from llmrec.errors import LlmrecError
+    from llmrec.evaluation.tune import TuneOptions, choose_next_item
+
+    cands = list(range(10))
+    cf = np.log(np.linspace(0.2, 0.02, 10))  # the guide ranks the target (item 3) fourth
+    prior = np.zeros(10)
+    prior[7] = 5.0  # a title the LLM always expects, whoever the user is
+    llm = prior.copy()
+    llm[3] = 1.0  # and what the history adds: the target
+    scored = [(cands, llm, cf, 3)] * 8
+    chosen = choose_next_item(scored, [0.0, 100.0], 10, priors=[prior] * 8)
+    by_score = chosen["valid"]["held_out_by_llm_score"]
+    assert chosen["llm_score"] == "pmi" and by_score["pmi"] == 1.0 and by_score["sum"] < 1.0
+    assert chosen["mode"] == "rerank" and chosen["lambda"] == 0.0
+    # a prior that changes nothing ties, and the plain sum is kept
+    flat = choose_next_item(scored, [0.0, 100.0], 10, priors=[np.full(10, 2.0)] * 8)
+    assert flat["llm_score"] == "sum" and flat["valid"]["held_out_by_llm_score"]["pmi"] == by_score["sum"]
+    only = choose_next_item(scored, [0.0, 100.0], 10, priors=[prior] * 8, llm_scores=["sum"])
+    assert only["llm_score"] == "sum" and list(only["valid"]["held_out_by_llm_score"]) == ["sum"]
+    with pytest.raises(LlmrecError, match="--llm-scores: expected sum and/or pmi, got sum,prior"):
+        TuneOptions(model="x", llm_scores=["sum", "prior"])
+
+
+def test_pmi_scores_are_the_title_scores_less_their_prior_kept_once(fused_adapter, prepared_small, tmp_path):
+    import shutil
+
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.errors import LlmrecError
+
+    rec = Recommender.load(fused_adapter[0], prepared_small, device="cpu")
+    history = rec.resolve(["1", "2"])
+    prompt = rec._prompt("next_item", history, {})
+    items = [rec.position[i] for i in ("3", "6", "10", "3")]
+    sums = rec.rerank_scores(prompt, items)
+    priors = rec.rerank_scores(rec._prompt("next_item", [], {}), items)
+    assert priors != sums
+    calls = []
+    label_logprobs = rec.backend.label_logprobs
+    rec.backend.label_logprobs = lambda prompts, labels: calls.append(len(labels)) or label_logprobs(prompts, labels)
+    pmi = rec.llm_item_scores(prompt, items, "pmi")
+    np.testing.assert_allclose(pmi, np.subtract(sums, priors), atol=1e-4)
+    assert calls == [4, 3]  # the user's prompt, then the three distinct titles' priors
+    assert rec.llm_item_scores(prompt, items[:2], "pmi") == pytest.approx(pmi[:2], abs=1e-6) and calls[2:] == [2]
+    # rerank with the tuned score: lambda 0 orders the collaborative candidates by pmi alone
+    rec.fusion.update(mode="rerank", llm_score="pmi", rerank_candidates=10)
+    recs = rec.recommend(["1", "2"], k=10, guide_weight=0.0)
+    got = rec.llm_item_scores(prompt, [rec.position[r.item_id] for r in recs], "pmi")
+    np.testing.assert_allclose([r.score for r in recs], got, atol=1e-4)
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
+    manifest["fusion"]["llm_score"] = "prior"
+    (copy / "llmrec_adapter.json").write_text(json.dumps(manifest))
+    with pytest.raises(LlmrecError, match="fusion.llm_score 'prior': expected one of sum, pmi"):
+        Recommender.load(copy, prepared_small, device="cpu")
 
 
 def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):

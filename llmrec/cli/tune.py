@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tune",
         help="choose lambda and the yes/no fusion weights on the valid split",
         description="Fit how an adapter's LLM and its collaborative model (cf/) are combined, on the valid split "
-        "only: lambda of log p_LLM + lambda * log p_CF (rerank mode, a grid) and the yes/no weights (Platt "
+        "only: lambda of llm + lambda * log p_CF (rerank mode, a grid; llm: the title's log-probability, or that "
+        "less its prior, chosen on held-out users) and the yes/no weights (Platt "
         "scaling of the LLM, the collaborative score and, when they help on held-out valid users, the item's train "
         "counts). The result goes into the adapter's manifest (fusion); recommend, predict and evaluate use it.",
     )
@@ -34,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
         table = fusion["valid"]["by_lambda"]
         line = "  ".join(f"{lam}: {m['ndcg@10']:.4f}" for lam, m in table.items())
         print(f"{options.model}: next item (rerank, {fusion['valid']['users']} valid users, "
-              f"{fusion['rerank_candidates']} candidates), NDCG@10 by lambda: {line}")
+              f"{fusion['rerank_candidates']} candidates, LLM score {fusion['llm_score']}), NDCG@10 by lambda: {line}")
         sizes = "  ".join(f"{n}: {m['ndcg@10']:.4f} (lambda {m['lambda']:g}, recall {m['candidate_recall']:.1%})"
                           for n, m in fusion["valid"]["by_candidates"].items())
         print(f"  NDCG@10 by candidates: {sizes}")
         print(f"  the collaborative model alone: {fusion['valid']['cf_alone']['ndcg@10']:.4f}")
-        if held := fusion["valid"].get("held_out"):
-            print(f"  the fusion held out (each half of the users tuned on the other): {held['ndcg@10']:.4f}")
+        if by_score := fusion["valid"].get("held_out_by_llm_score"):
+            scores = "  ".join(f"{kind}: {ndcg:.4f}" for kind, ndcg in by_score.items())
+            print(f"  the fusion held out (each half of the users tuned on the other), by LLM score: {scores}")
         if fusion["mode"] == "cf":
             print("  chosen: the collaborative model alone (better than the fusion held out on valid; the LLM is "
                   "left out of next-item answers)")

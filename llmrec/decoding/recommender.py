@@ -22,6 +22,7 @@ from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
 from llmrec.decoding.grounding import GroundingChecker
 from llmrec.decoding.index import CatalogIndex, answer_tokens
 from llmrec.decoding.items import ItemRefs, free_text
+from llmrec.decoding.scoring import LLM_SCORES, TitleScorer
 from llmrec.errors import LlmrecError
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
@@ -104,6 +105,7 @@ class Recommender:
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
         self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
         backend.set_catalog(self.index)
+        self.scorer = TitleScorer(backend, self.index, lambda: self._prompt("next_item", [], {}))
         self.checker = GroundingChecker(self.titles)
         labels = self.templates["yes_no"].labels
         self.yes_no_ids = [answer_tokens(tokenizer, [labels[k]], prefix, "")[0] for k in ("yes", "no")]
@@ -135,6 +137,9 @@ class Recommender:
             )  # fmt: skip
         engine = load_backend(backend, base, adapter_dir if adapter else None, device, batch_size)
         guide = Guide.load(adapter_dir) if adapter else None
+        if (score := ((adapter or {}).get("fusion") or {}).get("llm_score", "sum")) not in LLM_SCORES:
+            raise LlmrecError(f"{adapter_dir / ADAPTER_MANIFEST}: fusion.llm_score '{score}': expected one of "
+                              f"{', '.join(LLM_SCORES)}")  # fmt: skip
         if guide is not None and (weights := (adapter.get("fusion") or {}).get("yes_no")):
             names, _, _ = fusion_inputs(weights)  # a malformed fusion fails here, not at each request
             if {"popularity", "liked"} & set(names) and guide.stats is None:
@@ -282,17 +287,22 @@ class Recommender:
 
     def rerank_scores(self, prompt: str, items: Sequence[int]) -> list[float]:
         """The LLM's log-probability of each item's answer after ``prompt`` (one shared prefill)."""
-        [row] = self.backend.label_logprobs([prompt], [self.index.sequences[i] for i in items])
-        return row
+        return self.scorer.sums(prompt, items)
+
+    def llm_item_scores(self, prompt: str, items: Sequence[int], kind: str | None = None) -> list[float]:
+        """The LLM's part of a rerank score (:class:`TitleScorer`): ``sum`` or ``pmi``; by default
+        the adapter's tuned ``fusion.llm_score`` (``sum`` when untuned)."""
+        return self.scorer.scores(prompt, items, kind or self.fusion.get("llm_score", "sum"))
 
     def _rerank(self, prompt: str, cf: np.ndarray, lam: float, n: int, k: int) -> list[tuple[int, float]]:
         """The collaborative top ``n`` (``cf``: normalised log-probs, -inf where not permitted),
         plus up to ``n`` permitted items the collaborative model never saw (added after training:
-        the newest first), each scored ``log p_LLM(title) + lam * log p_CF(item)``; the best ``k``."""
+        the newest first), each scored ``llm + lam * log p_CF(item)`` (``llm``: :meth:`llm_item_scores`);
+        the best ``k``."""
         candidates = [i for i, _ in top(cf, n)]
         unseen = [int(i) for i in self.guide.unknown_items(self.item_ids)[::-1] if np.isfinite(cf[i])][:n]
         candidates += [i for i in unseen if i not in set(candidates)]
-        llm = self.rerank_scores(prompt, candidates) if candidates else []
+        llm = self.llm_item_scores(prompt, candidates) if candidates else []
         return _top_pairs([(i, s + lam * float(cf[i])) for i, s in zip(candidates, llm)], k)
 
     def short_note(self, asked: int, got: int) -> str | None:

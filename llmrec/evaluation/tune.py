@@ -52,6 +52,9 @@ class TuneOptions:
                             "on another catalogue of its domain", metavar="MODEL")  # fmt: skip
     cf_max_mb: float | None = option(None, "with --cf: the largest collaborative weights in MB (0 = no limit; "
                                      "default: the adapter recipe's cf_max_mb)", metavar="MB")  # fmt: skip
+    llm_scores: list[str] = option(default_factory=lambda: ["sum", "pmi"], parse=parse_list,
+                                   help="the LLM scores rerank may use, chosen on held-out valid users: sum (the "
+                                   "title's log-probability), pmi (that less the title's prior)")  # fmt: skip
     progress: bool = option(True, "no progress bars", flag="--no-progress")
     grid: list[float] = option(default_factory=list, cli=False)
 
@@ -68,6 +71,8 @@ class TuneOptions:
             raise LlmrecError(f"--cf-max-mb: expected a number >= 0, got {self.cf_max_mb:g}")
         if self.cf is not None and self.cf not in ("auto", "sasrec", "itemknn", "popularity"):
             raise LlmrecError(f"--cf: expected auto, sasrec, itemknn or popularity, got '{self.cf}'")
+        if not self.llm_scores or set(self.llm_scores) - {"sum", "pmi"}:
+            raise LlmrecError(f"--llm-scores: expected sum and/or pmi, got {','.join(self.llm_scores) or '(none)'}")
         unknown = [t for t in self.tasks if t not in ("next_item", "yes_no")]
         if unknown or not self.tasks:
             raise LlmrecError(f"--tasks: expected next_item and/or yes_no, got {','.join(self.tasks) or '(none)'}")
@@ -99,7 +104,12 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
         llm = np.asarray(rec.rerank_scores(rec._prompt("next_item", history, {}), cands))
         scored.append((cands, llm, cf[cands], target))
     per_user_s = (time.perf_counter() - began) / max(1, len(scored))
-    chosen = choose_next_item(scored, options.grid, options.candidates, options.seed)
+    priors = None
+    if "pmi" in options.llm_scores:  # each distinct candidate's prior once (no events read)
+        distinct = sorted({i for cands, _, _, _ in scored for i in cands})
+        prior = dict(zip(distinct, rec.scorer.priors(distinct)))
+        priors = [np.array([prior[i] for i in cands]) for cands, _, _, _ in scored]
+    chosen = choose_next_item(scored, options.grid, options.candidates, options.seed, priors, options.llm_scores)
     chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates)
     return chosen
 
@@ -156,25 +166,38 @@ def held_out_ranks(scored: list, grid: Sequence[float], candidates: int,
 
 
 def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]], grid: Sequence[float],
-                     candidates: int, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+                     candidates: int, seed: int = 0, priors: list[np.ndarray] | None = None,
+                     llm_scores: Sequence[str] = ("sum", "pmi")) -> dict[str, Any]:  # fmt: skip
     """The next-item fusion from per-user (collaborative top candidates, their LLM log-probabilities,
     their collaborative log-probabilities, target): the candidate count and lambda with the best
     valid NDCG@10 (the fewer candidates and the smaller lambda on a tie), or the collaborative
     model alone (``mode: cf``, the limit of an infinite lambda) when it is strictly better than
     the fusion held out (``held_out_ranks``). The LLM is then left out of next-item answers rather
-    than kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen)."""
+    than kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen).
+    With ``priors`` (per user, each candidate title's prior: ``TitleScorer.priors``) the LLM score
+    is chosen too, held out as well, among ``llm_scores``: the sum, or the sum less the prior
+    (``pmi``); the sum on a tie."""
     from llmrec.evaluation.metrics import rank_in_list
 
-    n, table, by_size = best_fusion(scored, grid, candidates)
-    held = held_out_ranks(scored, grid, candidates, seed)
-    in_sample = {k: by_size[str(n)][k] for k in ("ndcg@10", "hr@10")}
-    held_out = {**_metrics(held[0]), "chosen_by_fold": held[1]} if held else {**in_sample, "chosen_by_fold": []}
+    kinds = {"sum": scored} if "sum" in llm_scores or priors is None else {}
+    if priors is not None and "pmi" in llm_scores:
+        kinds["pmi"] = [(c, llm - p, cf, t) for (c, llm, cf, t), p in zip(scored, priors)]
+    fits = {}
+    for kind, rows in kinds.items():
+        n, table, by_size = best_fusion(rows, grid, candidates)
+        held = held_out_ranks(rows, grid, candidates, seed)
+        in_sample = {k: by_size[str(n)][k] for k in ("ndcg@10", "hr@10")}
+        held_out = {**_metrics(held[0]), "chosen_by_fold": held[1]} if held else {**in_sample, "chosen_by_fold": []}
+        fits[kind] = (n, table, by_size, held_out)
+    kind = max(fits, key=lambda k: (fits[k][3]["ndcg@10"], k == "sum"))
+    n, table, by_size, held_out = fits[kind]
     # the guide's own order (its top ``candidates`` hold its top 10), ties against it as in evaluate
     alone = _metrics([rank_in_list(cands, cf.tolist(), target) for cands, _, cf, target in scored])
     mode = "cf" if alone["ndcg@10"] > held_out["ndcg@10"] else "rerank"
-    return {"mode": mode, "lambda": by_size[str(n)]["lambda"], "rerank_candidates": n,
+    return {"mode": mode, "llm_score": kind, "lambda": by_size[str(n)]["lambda"], "rerank_candidates": n,
             "valid": {"users": len(scored), "by_lambda": table, "by_candidates": by_size, "cf_alone": alone,
-                      "held_out": held_out, "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
+                      "held_out": held_out, "held_out_by_llm_score": {k: f[3]["ndcg@10"] for k, f in fits.items()},
+                      "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
 
 
 # The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. The
