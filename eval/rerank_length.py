@@ -37,14 +37,14 @@ def held_out(scored: list, grid: list[float], candidates: int) -> tuple[list[flo
 
 def title_priors(rec, args, items: list[int]) -> dict[int, float]:
     """Each item's title log-probability after the next-item prompt with an empty history (as
-    rerank's ``pmi`` takes it off: ``TitleScorer.priors``), cached in ``--out``."""
+    rerank's ``pmi`` takes it off: ``Recommender.title_priors``), cached in ``--out``."""
     from llmrec.decoding.recommender import Recommender
 
     path = args.out / "prior.json"
     if path.is_file():
         return {int(k): v for k, v in json.loads(path.read_text()).items()}
     rec = rec or Recommender.load(args.model, args.data)
-    prior = dict(zip(items, rec.scorer.priors(items)))
+    prior = dict(zip(items, rec.title_priors(items)))
     path.write_text(json.dumps(prior))
     return prior
 

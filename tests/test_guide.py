@@ -221,13 +221,16 @@ def test_new_items_and_unknown_histories_with_a_guide(guided):
         rec.add_items(["new-1"], ["Zyzzyva Quarterly: The Film (2031)"])
         new = rec.position["new-1"]
         cands = []
-        original = rec.rerank_scores
-        rec.rerank_scores = lambda prompt, items: cands.extend(items) or original(prompt, items)
+        original = rec.llm_item_scores
+        rec.llm_item_scores = lambda prompt, items: cands.extend(items) or original(prompt, items)
         try:
             rec.recommend(["1", "2", "3"], 3)
         finally:
-            rec.rerank_scores = original
+            rec.llm_item_scores = original
         assert new in cands and len(cands) == 6  # the guide's top 5 and the new item
+        # scored by pmi too: the new item is still a candidate, its prior computed on the grown catalogue
+        rec.fusion["llm_score"] = "pmi"
+        assert len(rec.recommend(["1", "2", "3"], 3)) == 3 and np.isfinite(rec.title_priors([new])[0])
         # a history of only the new item: the guide knows nothing of it, the LLM answers
         assert [r.item_id for r in rec.recommend(["new-1"], 3)] == [r.item_id for r in rec.recommend(["new-1"], 3, mode="llm")]
     finally:

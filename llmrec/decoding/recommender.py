@@ -105,7 +105,7 @@ class Recommender:
         answers = [self.templates["next_item"].render_answer({"target": t}) for t in self.titles]
         self.index = CatalogIndex.from_tokenizer(tokenizer, self.item_ids, answers, prefix)
         backend.set_catalog(self.index)
-        self.scorer = TitleScorer(backend, self.index, lambda: self._prompt("next_item", [], {}))
+        self.scorer = TitleScorer(backend, lambda: self._prompt("next_item", [], {}))
         self.checker = GroundingChecker(self.titles)
         labels = self.templates["yes_no"].labels
         self.yes_no_ids = [answer_tokens(tokenizer, [labels[k]], prefix, "")[0] for k in ("yes", "no")]
@@ -287,12 +287,17 @@ class Recommender:
 
     def rerank_scores(self, prompt: str, items: Sequence[int]) -> list[float]:
         """The LLM's log-probability of each item's answer after ``prompt`` (one shared prefill)."""
-        return self.scorer.sums(prompt, items)
+        return self.scorer.sums(prompt, [self.index.sequences[i] for i in items])
+
+    def title_priors(self, items: Sequence[int]) -> list[float]:
+        """Each item's answer log-probability after the next-item prompt with an empty history."""
+        return self.scorer.priors([self.index.sequences[i] for i in items])
 
     def llm_item_scores(self, prompt: str, items: Sequence[int], kind: str | None = None) -> list[float]:
         """The LLM's part of a rerank score (:class:`TitleScorer`): ``sum`` or ``pmi``; by default
         the adapter's tuned ``fusion.llm_score`` (``sum`` when untuned)."""
-        return self.scorer.scores(prompt, items, kind or self.fusion.get("llm_score", "sum"))
+        answers = [self.index.sequences[i] for i in items]
+        return self.scorer.scores(prompt, answers, kind or self.fusion.get("llm_score", "sum"))
 
     def _rerank(self, prompt: str, cf: np.ndarray, lam: float, n: int, k: int) -> list[tuple[int, float]]:
         """The collaborative top ``n`` (``cf``: normalised log-probs, -inf where not permitted),

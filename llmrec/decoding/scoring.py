@@ -17,34 +17,34 @@ LLM_SCORES = ("sum", "pmi")
 
 
 class TitleScorer:
-    """Teacher-forced title scores on one backend and catalogue index; keeps each title's prior."""
+    """Teacher-forced scores of answers (a title's tokens) on one backend; keeps each answer's prior.
+    Answers come as token lists, so a catalogue that grows (``Recommender.add_items``) needs
+    nothing from the scorer."""
 
-    def __init__(self, backend, index, empty_prompt: Callable[[], str]) -> None:
+    def __init__(self, backend, empty_prompt: Callable[[], str]) -> None:
         self.backend = backend
-        self.index = index
         self.empty_prompt = empty_prompt  # the next-item prompt with no history
-        self._priors: dict[tuple[int, ...], float] = {}  # by answer tokens: stable as the catalogue grows
+        self._priors: dict[tuple[int, ...], float] = {}
 
-    def sums(self, prompt: str, items: Sequence[int]) -> list[float]:
-        """The log-probability of each item's answer after ``prompt`` (one shared prefill)."""
-        [row] = self.backend.label_logprobs([prompt], [self.index.sequences[i] for i in items])
+    def sums(self, prompt: str, answers: Sequence[Sequence[int]]) -> list[float]:
+        """The log-probability of each answer after ``prompt`` (one shared prefill)."""
+        [row] = self.backend.label_logprobs([prompt], [list(a) for a in answers])
         return row
 
-    def priors(self, items: Sequence[int]) -> list[float]:
-        """Each item's answer log-probability after the empty-history prompt: what the LLM expects
-        of a title before it knows the user. Computed once per answer and kept."""
-        keys = [tuple(self.index.sequences[i]) for i in items]
-        missing = list(dict.fromkeys(i for i, key in zip(items, keys) if key not in self._priors))
+    def priors(self, answers: Sequence[Sequence[int]]) -> list[float]:
+        """Each answer's log-probability after the empty-history prompt: what the LLM expects of a
+        title before it knows the user. Computed once per answer and kept."""
+        keys = [tuple(a) for a in answers]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._priors))
         if missing:
-            scores = self.sums(self.empty_prompt(), missing)
-            self._priors.update((tuple(self.index.sequences[i]), s) for i, s in zip(missing, scores))
+            self._priors.update(zip(missing, self.sums(self.empty_prompt(), missing)))
         return [self._priors[key] for key in keys]
 
-    def scores(self, prompt: str, items: Sequence[int], kind: str) -> list[float]:
-        """``sum`` (:meth:`sums`) or ``pmi`` (the sum less the prior) of each item after ``prompt``."""
+    def scores(self, prompt: str, answers: Sequence[Sequence[int]], kind: str) -> list[float]:
+        """``sum`` (:meth:`sums`) or ``pmi`` (the sum less the prior) of each answer after ``prompt``."""
         if kind not in LLM_SCORES:
             raise LlmrecError(f"llm_score '{kind}': expected one of {', '.join(LLM_SCORES)}")
-        sums = self.sums(prompt, items)
+        sums = self.sums(prompt, answers)
         if kind == "sum":
             return sums
-        return [s - p for s, p in zip(sums, self.priors(items))]
+        return [s - p for s, p in zip(sums, self.priors(answers))]

@@ -107,7 +107,7 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
     priors = None
     if "pmi" in options.llm_scores:  # each distinct candidate's prior once (no events read)
         distinct = sorted({i for cands, _, _, _ in scored for i in cands})
-        prior = dict(zip(distinct, rec.scorer.priors(distinct)))
+        prior = dict(zip(distinct, rec.title_priors(distinct)))
         priors = [np.array([prior[i] for i in cands]) for cands, _, _, _ in scored]
     chosen = choose_next_item(scored, options.grid, options.candidates, options.seed, priors, options.llm_scores)
     chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates)
