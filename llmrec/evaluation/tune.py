@@ -5,7 +5,9 @@ Next item: for each valid user, the collaborative model's top ``rerank_candidate
 prefill); every lambda of the grid then ranks them by ``log p_LLM + lambda * log p_CF`` and the
 lambda with the best NDCG@10 (the smaller on a tie) is kept, so the grid costs one LLM pass.
 The number of candidates is chosen the same way among 10, 20 and ``rerank_candidates`` (the top
-n of the scored lists): fewer candidates mean less LLM work per request.
+n of the scored lists): fewer candidates mean less LLM work per request. So is the LLM score, the
+title's log-probability or that less its prior (``pmi``, see ``llmrec.decoding.scoring``), and
+whether the LLM takes part at all: both on held-out valid users (``choose_next_item``).
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
 e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
 yes/no samples; the item statistics go in only when they score better on held-out valid users.
@@ -174,7 +176,7 @@ def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]]
     model alone (``mode: cf``, the limit of an infinite lambda) when it is strictly better than
     the fusion held out (``held_out_ranks``). The LLM is then left out of next-item answers rather
     than kept for a gain that only the users it was tuned on show (as the yes/no inputs are chosen).
-    With ``priors`` (per user, each candidate title's prior: ``TitleScorer.priors``) the LLM score
+    With ``priors`` (per user, each candidate title's prior: ``Recommender.title_priors``) the LLM score
     is chosen too, held out as well, among ``llm_scores``: the sum, or the sum less the prior
     (``pmi``); the sum on a tie."""
     from llmrec.evaluation.metrics import rank_in_list
