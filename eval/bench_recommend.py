@@ -9,7 +9,8 @@ The shipped adapter on the embedded ml-latest-small with the transformers backen
 top-``k`` with the history excluded, in batches of ``--batch``, in each of ``--modes`` (``llm``:
 beam search over the catalogue; ``generate``: the same with the collaborative guide's mass in
 every step; ``rerank``: the guide's top candidates rescored by the LLM; the last two need a
-model with ``cf/``, as the shipped adapter has; ``--candidates`` sets how many the LLM rescores).
+model with ``cf/``, as the shipped adapter has; ``--candidates`` sets how many the LLM rescores,
+``--llm-scores`` how it scores them).
 Loading is timed apart from recommending.
 Also times yes/no scoring of one target per user. Prints Markdown rows.
 """
@@ -32,6 +33,10 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["llm"], choices=["llm", "generate", "rerank", "cf"])
     parser.add_argument("--candidates", type=int, nargs="+", default=[50],
                         help="rerank mode: how many collaborative candidates the LLM scores (one row per value)")
+    parser.add_argument("--llm-scores", nargs="+", choices=["sum", "pmi"], default=None,
+                        help="rerank mode: the LLM score (one row per value; default: the adapter's tuned one). "
+                        "pmi gets two rows: no title prior computed yet, as in a new process, then the same "
+                        "requests again with the priors kept")  # fmt: skip
     args = parser.parse_args()
 
     import torch
@@ -49,15 +54,20 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for batch in args.batch:
         rec = Recommender.load(args.model, args.data, device=args.device, batch_size=batch)  # batch size fixed at load
-        runs = [(m, n) for m in args.modes for n in (args.candidates if m == "rerank" else [None])]
-        for mode, n in runs:
+        scores = args.llm_scores or [rec.fusion.get("llm_score", "sum")]
+        # pmi twice: cold (no title prior computed, as a new process), then with the priors kept
+        runs = [(m, n, s, warm) for m in args.modes for n in (args.candidates if m == "rerank" else [None])
+                for s in (scores if m == "rerank" else [None]) for warm in ((False, True) if s == "pmi" else (False,))]  # fmt: skip
+        for mode, n, score, warm in runs:
             if n is not None:
-                rec.fusion["rerank_candidates"] = n
+                rec.fusion.update(rerank_candidates=n, llm_score=score)
+                if not warm:
+                    rec.scorer._priors.clear()
             started = time.perf_counter()
             out = rec.recommend_many(histories, args.k, mode=mode)
             seconds = time.perf_counter() - started
             assert all(len(o) == args.k for o in out)
-            label = mode if n is None else f"rerank ({n} candidates)"
+            label = mode if n is None else f"rerank ({n} candidates, {score}{', priors kept' if warm else ''})"
             print(f"| next_item | {label} | {batch} | {len(users)} | {args.k} | {seconds:.1f} | "
                   f"{len(users) / seconds:.2f} | {len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
     targets = [(h[:-1], h[-1], ()) for h in histories]
