@@ -40,12 +40,12 @@ def title_priors(rec, args, items: list[int]) -> dict[int, float]:
     rerank's ``pmi`` takes it off: ``Recommender.title_priors``), cached in ``--out``."""
     from llmrec.decoding.recommender import Recommender
 
-    path = args.out / "prior.json"
-    if path.is_file():
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
-    rec = rec or Recommender.load(args.model, args.data)
-    prior = dict(zip(items, rec.title_priors(items)))
-    path.write_text(json.dumps(prior))
+    path = args.out / "prior.json"  # like scores.json, kept for one model and data: a new --out for another
+    prior = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    if missing := [i for i in items if i not in prior]:
+        rec = rec or Recommender.load(args.model, args.data)
+        prior.update(zip(missing, rec.title_priors(missing)))
+        path.write_text(json.dumps(prior))
     return prior
 
 

@@ -98,6 +98,7 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     assert set(yes_no["valid"]["held_out"]) == {"llm+cf", "llm+cf+items", "cf+items", "items"}
     rec = Recommender.load(out, prepared_small, device="cpu")
     assert rec.default_mode() == fusion["mode"] and rec.fusion["lambda"] == fusion["lambda"]
+    assert rec.fusion["llm_score"] == fusion["llm_score"]
     # predict fuses too: the same request, with and without the tuned yes/no weights
     fused = rec.predict_yes_no(["1", "2"], "3")
     weights = rec.fusion.pop("yes_no")
@@ -163,6 +164,8 @@ def test_the_llm_score_less_its_title_prior_is_chosen_when_only_it_holds_out():
     assert only["llm_score"] == "sum" and list(only["valid"]["held_out_by_llm_score"]) == ["sum"]
     with pytest.raises(LlmrecError, match="--llm-scores: expected sum and/or pmi, got sum,prior"):
         TuneOptions(model="x", llm_scores=["sum", "prior"])
+    with pytest.raises(LlmrecError, match="no LLM score to choose from among pmi"):
+        choose_next_item(scored, [0.0], 10, llm_scores=["pmi"])  # pmi without priors
 
 
 def test_pmi_scores_are_the_title_scores_less_their_prior_kept_once(fused_adapter, prepared_small, tmp_path):

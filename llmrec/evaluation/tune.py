@@ -181,9 +181,11 @@ def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]]
     (``pmi``); the sum on a tie."""
     from llmrec.evaluation.metrics import rank_in_list
 
-    kinds = {"sum": scored} if "sum" in llm_scores or priors is None else {}
+    kinds = {"sum": scored} if "sum" in llm_scores else {}
     if priors is not None and "pmi" in llm_scores:
         kinds["pmi"] = [(c, llm - p, cf, t) for (c, llm, cf, t), p in zip(scored, priors)]
+    if not kinds:
+        raise LlmrecError(f"no LLM score to choose from among {', '.join(llm_scores) or '(none)'} (pmi needs priors)")
     fits = {}
     for kind, rows in kinds.items():
         n, table, by_size = best_fusion(rows, grid, candidates)
