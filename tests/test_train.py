@@ -137,6 +137,18 @@ def test_early_stopping_stops_on_a_worse_valid_loss(prepared_small: Path, toy_mo
     assert run["best_checkpoint"] is not None
 
 
+def test_max_minutes_ends_the_run_and_still_writes_the_adapter(prepared_small: Path, toy_model: Path, tmp_path):
+    # a limit shorter than one step: the run stops after its first step, evaluates and writes the adapter
+    recipe = toy_recipe(toy_model, max_steps=8, max_minutes=1e-6, tasks={"yes_no": 1.0})
+    out = tmp_path / "a"
+    run = train(TrainOptions(prepared_small, out, recipe, progress=False))["training"]
+    assert run["time_limit_hit"] and run["stopped_early"] and run["steps"] == 1
+    assert (out / "adapter_model.safetensors").is_file() and read_manifest(out)["training"]["steps"] == 1
+    # no limit: the same recipe runs all its steps
+    run = train(TrainOptions(prepared_small, tmp_path / "b", recipe.replace(max_steps=3, max_minutes=0), progress=False))
+    assert not run["training"]["time_limit_hit"] and run["training"]["steps"] == 3
+
+
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`accelerate launch --num_processes N -m llmrec train ...`.",
     )
     add_arguments(p, TrainOptions)
-    p.add_argument("--recipe", help="finetune/NAME.yaml or a shipped recipe name: quick, full, qlora (default: quick)")
+    p.add_argument("--recipe", help="finetune/NAME.yaml or a shipped recipe name: quick, full, shipped, gpu, qlora (default: quick)")
     p.add_argument("--base", help=_recipe_help("base"))
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="train only these tasks (weights from the recipe, else 1)")
     p.add_argument("--max-steps", type=int, help=_recipe_help("max_steps"))

@@ -65,6 +65,9 @@ class Recipe:
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     epochs: float = field(default=1.0, metadata=_help("passes over the mixed training set (ignored if max_steps > 0)"))
     max_steps: int = field(default=0, metadata=_help("optimizer steps; 0 = run `epochs`"))
+    max_minutes: float = field(default=0.0, metadata=_help(
+        "stop after this many minutes of training steps, then evaluate and write the adapter as usual (the "
+        "schedule is not shortened: a run cut early ends at a higher learning rate); 0 = no limit"))  # fmt: skip
     batch_size: int = field(default=4, metadata=_help("samples per device per micro-batch"))
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
     # Prompts are cut to prepare's --max-length (512 by default); this only bounds prompt + answer.
@@ -118,7 +121,8 @@ class Recipe:
         for key in positive:
             if not getattr(self, key) > 0:
                 raise LlmrecError(f"{key} must be > 0, got {getattr(self, key)!r}")
-        non_negative = ("warmup", "weight_decay", "max_steps", "eval_steps", "max_eval_samples", "cf_max_mb")
+        non_negative = ("warmup", "weight_decay", "max_steps", "max_minutes", "eval_steps", "max_eval_samples",
+                        "cf_max_mb")
         for key in non_negative + ("early_stopping_patience", "save_total_limit", "epochs"):
             if getattr(self, key) < 0:
                 raise LlmrecError(f"{key} must be >= 0, got {getattr(self, key)!r}")

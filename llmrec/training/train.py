@@ -37,7 +37,7 @@ from llmrec.training.record import build_manifest, run_stats
 RUN_FILE = "llmrec_run.json"
 DDP_TIMEOUT_S = 6 * 3600
 # A resumed run must train the same thing; these may change between a kill and --resume.
-_RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
+_RESUMABLE_CHANGES = {"max_steps", "max_minutes", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
                       "early_stopping_patience", "max_eval_samples", "description", "name", "cf"}
 
 
@@ -192,7 +192,7 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
 
     from llmrec.environment import cpu_bf16
     from llmrec.training.tokens import cache_key, tokenized
-    from llmrec.training.trainer import trainer_class
+    from llmrec.training.trainer import time_limit, trainer_class
 
     recipe = options.recipe
     cuda = torch.cuda.is_available()
@@ -218,6 +218,8 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     cbs = list(callbacks or [])
     if evaluating and recipe.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    if recipe.max_minutes:
+        cbs.append(time_limit(recipe.max_minutes))
     trainer = trainer_class()(
         model=model, args=config, train_dataset=train_rows,
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
@@ -286,6 +288,8 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     stats = run_stats(trainer, result, recipe, run, precision, per_step, started)
     manifest = build_manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
+    limits = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "TimeLimit"]
+    manifest["training"]["time_limit_hit"] = any(c.hit for c in limits)
     if state.is_main_process:
         guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
         manifest["cf"] = {"model": guide.name, **guide.report} if guide is not None else None

@@ -102,3 +102,35 @@ def compact_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
         entropy = -(log_probs.exp() * log_probs).sum(-1).sum()
         correct = (log_probs.argmax(-1) == target).sum()
     return loss, (count, entropy, correct)
+
+
+def time_limit(minutes: float):
+    """A callback that ends training once ``minutes`` of training steps have passed (the recipe's
+    ``max_minutes``): the trainer then saves, evaluates and returns as at the end of a run. Under
+    several processes the main process's clock decides, so that all stop at the same step."""
+    import time
+
+    import torch
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        def __init__(self) -> None:
+            self.started: float | None = None
+            self.hit = False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            over = time.perf_counter() - self.started >= minutes * 60
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                flag = torch.tensor([float(over)], device=args.device)
+                torch.distributed.broadcast(flag, src=0)
+                over = bool(flag.item())
+            if over:
+                self.hit = True
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeLimit()
