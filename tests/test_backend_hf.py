@@ -91,6 +91,30 @@ def test_label_log_probabilities_agree_across_scoring_paths(backend, renderer):
     assert torch.allclose(torch.tensor(rows), torch.tensor(forced), atol=1e-4)
 
 
+def test_a_bf16_model_scores_through_an_fp32_head(toy_model, renderer):
+    """On a GPU the model is loaded in bf16; its logits must not be rounded to bf16's steps."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.decoding.backends.hf import HFBackend
+
+    model = AutoModelForCausalLM.from_pretrained(toy_model, dtype=torch.bfloat16).eval()
+    with torch.no_grad():  # logits of tens, as a real LM's, where bf16 steps by 0.125-0.25
+        model.get_output_embeddings().weight.mul_(300)
+    tok = AutoTokenizer.from_pretrained(toy_model)
+    backend = HFBackend(model, tok)
+    ids = [tok.convert_tokens_to_ids(t) for t in ("Yes", "No", "The")]
+    for title in ("Heat (1995)", "Up (2009)", "Alien (1979)"):
+        prompt = renderer.chat("Answer Yes or No.", f"Will the user like {title}?")
+        [got] = backend._next_token_logprobs([prompt], ids)
+        with torch.no_grad():
+            hidden = model.model(**tok(prompt, return_tensors="pt")).last_hidden_state[0, -1]
+            weight = model.get_output_embeddings().weight
+            fp32 = torch.log_softmax(hidden.float() @ weight.float().T, -1)[ids]
+            bf16 = torch.log_softmax((hidden @ weight.T).float(), -1)[ids]
+        assert (fp32 - bf16).abs().max() > 1e-2  # the rounding this guards against is visible here
+        assert torch.allclose(torch.tensor(got), fp32, atol=1e-4)
+
+
 def test_engine_agnostic_beam_search_is_exact_when_wide(backend, index, renderer):
     """The search the vLLM backend runs, with this backend as the engine: with beams >= candidates
     it must return the brute-force top-k by the answers' log-probabilities."""
