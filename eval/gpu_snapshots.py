@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from llmrec.training.adapter import MANIFEST
+from llmrec.training.train import checkpoint_dir
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_curve import snapshot  # noqa: E402
 
@@ -50,13 +53,15 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=120, help="start no evaluation after this many seconds")
     args = parser.parse_args()
     started = time.perf_counter()
-    manifest = json.loads((args.run / "llmrec_adapter.json").read_text())
-    recipe = manifest["recipe"]
-    per_step = recipe["batch_size"] * recipe["grad_accum"] * int(manifest["training"].get("processes", 1))
-    checkpoints = args.run.parent / f"{args.run.name}.checkpoints"
+    manifest = json.loads((args.run / MANIFEST).read_text())
+    recipe, training = manifest["recipe"], manifest["training"]
+    per_step = recipe["batch_size"] * recipe["grad_accum"] * int(training.get("processes", 1))
+    checkpoints = checkpoint_dir(args.run)
     folder = args.run.parent / f"{args.run.name}.snapshots"
     folder.mkdir(exist_ok=True)
-    models = [("final", args.run, manifest["training"]["samples"])]
+    # with early stopping the adapter holds the best checkpoint's weights, not the last step's
+    best = training.get("best_checkpoint")
+    models = [("final", args.run, int(best.split("-")[1]) * per_step if best else training["samples"])]
     for step in args.steps:
         if (checkpoints / f"checkpoint-{step}").is_dir():
             snap = snapshot(checkpoints / f"checkpoint-{step}", manifest, per_step, folder / f"checkpoint-{step}")

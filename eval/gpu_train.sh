@@ -96,7 +96,7 @@ train)
               --data "$WORK/data-$name" --users "${USERS:-300}" --budget-s "${EVAL_BUDGET_S:-120}" \
               > "$WORK/$name.snapshots.log" 2>&1 || true
           tar -C "$WORK" -cf "$OUT/$name.tar" --exclude="$name.checkpoints" "$name" "$name.log" "$name.snapshots.log" \
-              "$name.snapshots" nvidia-smi.txt 2>/dev/null || true ) &
+              "$name.snapshots" nvidia-smi.txt || echo "$name: tar failed" >&2 ) &
     done
     wait
     ls -l "$OUT"

@@ -138,12 +138,19 @@ def test_early_stopping_stops_on_a_worse_valid_loss(prepared_small: Path, toy_mo
 
 
 def test_max_minutes_ends_the_run_and_still_writes_the_adapter(prepared_small: Path, toy_model: Path, tmp_path):
-    # a limit shorter than one step: the run stops after its first step, evaluates and writes the adapter
-    recipe = toy_recipe(toy_model, max_steps=8, max_minutes=1e-6, tasks={"yes_no": 1.0})
+    # a limit shorter than one step: the run stops after its first step, saves, evaluates (off its
+    # eval_steps) and keeps that step as its best checkpoint, then writes the adapter
+    recipe = toy_recipe(toy_model, max_steps=8, max_minutes=1e-6, tasks={"yes_no": 1.0}, eval_steps=4, save_steps=4,
+                        early_stopping_patience=3)  # fmt: skip
     out = tmp_path / "a"
-    run = train(TrainOptions(prepared_small, out, recipe, progress=False))["training"]
+    run = train(TrainOptions(prepared_small, out, recipe, progress=False, keep_checkpoints=True))["training"]
     assert run["time_limit_hit"] and run["stopped_early"] and run["steps"] == 1
+    assert run["best_checkpoint"] == "checkpoint-1" and (checkpoint_dir(out) / "checkpoint-1").is_dir()
     assert (out / "adapter_model.safetensors").is_file() and read_manifest(out)["training"]["steps"] == 1
+    # a cut run continues from its checkpoints with --resume --overwrite, to its max_steps
+    resumed = recipe.replace(max_minutes=0, max_steps=3)
+    run = train(TrainOptions(prepared_small, out, resumed, resume=True, overwrite=True, progress=False))["training"]
+    assert not run["time_limit_hit"] and run["steps"] == 3 and run["resumed_from"] == "checkpoint-1"
     # no limit: the same recipe runs all its steps
     run = train(TrainOptions(prepared_small, tmp_path / "b", recipe.replace(max_steps=3, max_minutes=0), progress=False))
     assert not run["training"]["time_limit_hit"] and run["training"]["steps"] == 3

@@ -66,8 +66,9 @@ class Recipe:
     epochs: float = field(default=1.0, metadata=_help("passes over the mixed training set (ignored if max_steps > 0)"))
     max_steps: int = field(default=0, metadata=_help("optimizer steps; 0 = run `epochs`"))
     max_minutes: float = field(default=0.0, metadata=_help(
-        "stop after this many minutes of training steps, then evaluate and write the adapter as usual (the "
-        "schedule is not shortened: a run cut early ends at a higher learning rate); 0 = no limit"))  # fmt: skip
+        "stop the training loop after this many wall-clock minutes (evaluations and saves count; --resume "
+        "starts the clock again), then save, evaluate and write the adapter as a finished run does (the "
+        "schedule is not shortened: a cut run ends at a higher learning rate); 0 = no limit"))  # fmt: skip
     batch_size: int = field(default=4, metadata=_help("samples per device per micro-batch"))
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
     # Prompts are cut to prepare's --max-length (512 by default); this only bounds prompt + answer.

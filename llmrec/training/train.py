@@ -184,7 +184,8 @@ def _checkpointing_arg(config_class) -> str:
 
 def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], valid: dict[str, Any],
                    callbacks: list | None):  # fmt: skip
-    """The SFTTrainer over the task mixture; returns it with the precision and samples per step."""
+    """The SFTTrainer over the task mixture; returns it with the precision, the samples per step
+    and the time-limit callback (None without ``max_minutes``)."""
     import torch
     from accelerate import PartialState
     from datasets import concatenate_datasets
@@ -218,15 +219,16 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     cbs = list(callbacks or [])
     if evaluating and recipe.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    if recipe.max_minutes:
-        cbs.append(time_limit(recipe.max_minutes))
+    limit = time_limit(recipe.max_minutes) if recipe.max_minutes else None
+    if limit is not None:
+        cbs.append(limit)
     trainer = trainer_class()(
         model=model, args=config, train_dataset=train_rows,
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
         processing_class=tokenizer, peft_config=lora_config(recipe), callbacks=cbs,
     )  # fmt: skip
     _logs_to_stderr(trainer, options.progress)
-    return trainer, precision, per_step
+    return trainer, precision, per_step, limit
 
 
 def _logs_to_stderr(trainer, progress: bool) -> None:
@@ -280,7 +282,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     if dropped:
         recipe = options.recipe = recipe.replace(tasks={t: w for t, w in recipe.tasks.items() if t in splits})
     valid = valid_sets(splits, recipe.max_eval_samples, recipe.seed)
-    trainer, precision, per_step = _build_trainer(options, run, splits, valid, callbacks)
+    trainer, precision, per_step, limit = _build_trainer(options, run, splits, valid, callbacks)
     result = trainer.train(resume_from_checkpoint=run.resume_from)
     metrics = _valid_metrics(trainer, valid)
     state = PartialState()
@@ -288,8 +290,7 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     stats = run_stats(trainer, result, recipe, run, precision, per_step, started)
     manifest = build_manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
-    limits = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "TimeLimit"]
-    manifest["training"]["time_limit_hit"] = any(c.hit for c in limits)
+    manifest["training"]["time_limit_hit"] = bool(limit is not None and limit.hit)
     if state.is_main_process:
         guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
         manifest["cf"] = {"model": guide.name, **guide.report} if guide is not None else None

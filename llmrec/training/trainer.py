@@ -17,7 +17,10 @@ processes. Anything else (GPU, label smoothing, a custom loss, a model without
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 
 def trainer_class():
@@ -104,10 +107,13 @@ def compact_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
     return loss, (count, entropy, correct)
 
 
-def time_limit(minutes: float):
-    """A callback that ends training once ``minutes`` of training steps have passed (the recipe's
-    ``max_minutes``): the trainer then saves, evaluates and returns as at the end of a run. Under
-    several processes the main process's clock decides, so that all stop at the same step."""
+def time_limit(minutes: float) -> TrainerCallback:
+    """A callback that ends training after ``minutes`` of wall-clock time in the training loop (the
+    recipe's ``max_minutes``; evaluations and saves count, and a ``--resume`` starts the clock
+    again). At the step it stops it asks for what the trainer does at the end of a run: a save,
+    and an evaluation where the run evaluates (so that a best-checkpoint run can keep the last
+    steps). Under several processes the main process's clock decides, so that all stop at the
+    same step. ``.hit`` says whether it stopped the run."""
     import time
 
     import torch
@@ -130,7 +136,8 @@ def time_limit(minutes: float):
             if over:
                 self.hit = True
                 control.should_training_stop = True
-                control.should_save = True
+                control.should_save = args.save_strategy != "no"
+                control.should_evaluate = args.eval_strategy != "no"
             return control
 
     return TimeLimit()

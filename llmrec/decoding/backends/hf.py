@@ -22,22 +22,29 @@ PACKED_TOKENS = 1024
 
 
 def _fp32_head(model) -> None:
-    """Apply ``model``'s LM head in fp32 when its weights are bf16 or fp16.
+    """Make ``model``'s LM head compute in fp32 when its weights are bf16 or fp16 (the model is
+    changed in place: the backend owns it).
 
     At the size of an LM's logits (tens) bf16 holds steps of 0.125-0.25: on a GPU, where `load`
     picks bf16, a yes/no logit difference took five values over 479 requests (ties everywhere in
     an AUC), and every title log-probability was rounded the same way. The decoder still runs in
-    its own dtype; only the head's input and weight are cast, per call (the head is shared with
-    the input embedding in tied models, so its weight itself stays as it is)."""
+    its own dtype; only the head's input and weight are cast, per call (a transient fp32 copy of
+    the head: 113 MB for SmolLM2; the weight itself is shared with the input embedding in tied
+    models, so it stays as it is). A head that is not a plain Linear (none llmrec trains) is left
+    alone."""
+    import types
+
     head = model.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear) or head.weight.dtype == torch.float32:
         return
 
-    def forward(hidden: torch.Tensor) -> torch.Tensor:
-        bias = None if head.bias is None else head.bias.float()
-        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(hidden.float(), self.weight.float(), bias)
 
-    head.forward = forward
+    # a model loaded with an accelerate device map wraps forward in a hook that calls _old_forward
+    name = "_old_forward" if hasattr(head, "_old_forward") else "forward"
+    setattr(head, name, types.MethodType(forward, head))
 
 
 def _bonus_tensor(requests: Sequence[ItemSearch], tensors: TrieTensors) -> torch.Tensor | None:
