@@ -146,6 +146,7 @@ def test_max_minutes_ends_the_run_and_still_writes_the_adapter(prepared_small: P
     run = train(TrainOptions(prepared_small, out, recipe, progress=False, keep_checkpoints=True))["training"]
     assert run["time_limit_hit"] and run["stopped_early"] and run["steps"] == 1
     assert run["best_checkpoint"] == "checkpoint-1" and (checkpoint_dir(out) / "checkpoint-1").is_dir()
+    assert "stopped by the recipe's time limit (max_minutes 1e-06)" in (out / "README.md").read_text()
     assert (out / "adapter_model.safetensors").is_file() and read_manifest(out)["training"]["steps"] == 1
     # a cut run continues from its checkpoints with --resume --overwrite, to its max_steps
     resumed = recipe.replace(max_minutes=0, max_steps=3)

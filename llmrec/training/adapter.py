@@ -82,6 +82,9 @@ def model_card(manifest: dict[str, Any]) -> str:
             f"data manifest sha256 `{data['manifest_sha256'][:16]}`"
         ),
         f"- train samples seen: {run['samples']:,} in {run['steps']:,} steps, {run['tokens']:,} tokens",
+        *([f"- stopped by the recipe's time limit (max_minutes {recipe.get('max_minutes', 0):g}) before its "
+           f"last step; the weights are those of {run.get('best_checkpoint') or 'the last step'}"]
+          if run.get("time_limit_hit") else []),
         "- templates: " + ", ".join(f"{t} v{v['version']}" for t, v in manifest["templates"].items()),
         *[f"- not trained: {task} ({why})" for task, why in manifest.get("tasks", {}).get("dropped", {}).items()],
         "",
