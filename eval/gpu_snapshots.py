@@ -22,19 +22,10 @@ import time
 from pathlib import Path
 
 from llmrec.training.adapter import MANIFEST
-from llmrec.training.train import checkpoint_dir
+from llmrec.training.train import _cast_adapter, checkpoint_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learning_curve import snapshot  # noqa: E402
-
-
-def cast_bf16(folder: Path) -> None:
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    path = folder / "adapter_model.safetensors"
-    tensors = {k: v.to(torch.bfloat16) for k, v in load_file(str(path)).items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
 
 
 def yes_no_valid(model: Path, data: str, users: int, out: Path) -> dict:
@@ -65,7 +56,7 @@ def main() -> None:
     for step in args.steps:
         if (checkpoints / f"checkpoint-{step}").is_dir():
             snap = snapshot(checkpoints / f"checkpoint-{step}", manifest, per_step, folder / f"checkpoint-{step}")
-            cast_bf16(snap)
+            _cast_adapter(snap, "bf16")  # as train saves a bf16 adapter
             models.append((f"checkpoint-{step}", snap, step * per_step))
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if saved and (saved[-1] / "trainer_state.json").is_file():

@@ -37,8 +37,8 @@ from llmrec.training.record import build_manifest, run_stats
 RUN_FILE = "llmrec_run.json"
 DDP_TIMEOUT_S = 6 * 3600
 # A resumed run must train the same thing; these may change between a kill and --resume.
-_RESUMABLE_CHANGES = {"max_steps", "max_minutes", "epochs", "eval_steps", "save_steps", "save_total_limit", "logging_steps",
-                      "early_stopping_patience", "max_eval_samples", "description", "name", "cf"}
+_RESUMABLE_CHANGES = {"max_steps", "max_minutes", "epochs", "eval_steps", "save_steps", "save_total_limit",
+                      "logging_steps", "early_stopping_patience", "max_eval_samples", "description", "name", "cf"}
 
 
 @dataclass
