@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -35,13 +36,17 @@ def main() -> None:
                         help="rerank mode: how many collaborative candidates the LLM scores (one row per value)")
     parser.add_argument("--llm-scores", nargs="+", choices=["sum", "pmi"], default=None,
                         help="rerank mode: the LLM score (one row per value; default: the adapter's tuned one). "
-                        "pmi gets two rows: no title prior computed yet, as in a new process, then the same "
-                        "requests again with the priors kept")  # fmt: skip
+                        "pmi gets up to three rows: no title prior computed yet, as in a new process of an "
+                        "adapter without stored priors; the priors read from the adapter's priors.safetensors, "
+                        "as in a new process of an adapter tuned to pmi; the same requests again with the "
+                        "priors kept")  # fmt: skip
     args = parser.parse_args()
 
     import torch
 
     from llmrec.decoding.recommender import Recommender
+    from llmrec.decoding.scoring import PRIORS_FILE
+    from llmrec.training.adapter import shipped_adapter_dir
 
     started = time.perf_counter()
     rec = Recommender.load(args.model, args.data, device=args.device)
@@ -55,19 +60,23 @@ def main() -> None:
     for batch in args.batch:
         rec = Recommender.load(args.model, args.data, device=args.device, batch_size=batch)  # batch size fixed at load
         scores = args.llm_scores or [rec.fusion.get("llm_score", "sum")]
-        # pmi twice: cold (no title prior computed, as a new process), then with the priors kept
-        runs = [(m, n, s, warm) for m in args.modes for n in (args.candidates if m == "rerank" else [None])
-                for s in (scores if m == "rerank" else [None]) for warm in ((False, True) if s == "pmi" else (False,))]  # fmt: skip
-        for mode, n, score, warm in runs:
+        stored = Path(args.model or shipped_adapter_dir()) / PRIORS_FILE
+        priors = ("none", *(("stored",) if stored.is_file() else ()), "kept")
+        runs = [(m, n, s, state) for m in args.modes for n in (args.candidates if m == "rerank" else [None])
+                for s in (scores if m == "rerank" else [None]) for state in (priors if s == "pmi" else (None,))]  # fmt: skip
+        for mode, n, score, state in runs:
             if n is not None:
                 rec.fusion.update(rerank_candidates=n, llm_score=score)
-                if not warm:
+                if state in ("none", "stored"):
                     rec.scorer._priors.clear()
+                if state == "stored":  # as Recommender.load does
+                    assert rec.scorer.read_priors(stored, rec.catalog_answers()), f"{stored}: another catalogue"
             started = time.perf_counter()
             out = rec.recommend_many(histories, args.k, mode=mode)
             seconds = time.perf_counter() - started
             assert all(len(o) == args.k for o in out)
-            label = mode if n is None else f"rerank ({n} candidates, {score}{', priors kept' if warm else ''})"
+            note = {"none": ", no prior yet", "stored": ", priors from the adapter", "kept": ", priors kept"}
+            label = mode if n is None else f"rerank ({n} candidates, {score}{note.get(state, '')})"
             print(f"| next_item | {label} | {batch} | {len(users)} | {args.k} | {seconds:.1f} | "
                   f"{len(users) / seconds:.2f} | {len(users) * args.k / seconds:.1f} |", flush=True)  # fmt: skip
     targets = [(h[:-1], h[-1], ()) for h in histories]

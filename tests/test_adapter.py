@@ -36,6 +36,24 @@ def test_shipped_adapter_matches_the_embedded_data(ml_small: Path):
     assert manifest["data"]["interactions_hash"] == data["hashes"]["interactions"]
 
 
+def test_the_shipped_priors_are_those_of_the_embedded_catalogue(backend):
+    """A default process reads every title's prior from the adapter instead of computing them:
+    the stored digest matches the embedded catalogue, templates, tokenizer and weights (checked
+    with the real tokenizer on toy weights: the digest does not run the model)."""
+    from llmrec.data import prepared
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.decoding.scoring import PRIORS_FILE, model_key
+
+    folder = shipped_adapter_dir()
+    manifest = read_manifest(folder)
+    assert manifest["fusion"]["llm_score"] == "pmi" and manifest["fusion"]["priors"]["file"] == PRIORS_FILE
+    catalog, interactions, info = prepared.load(None)
+    rec = Recommender(backend, catalog, interactions, info, manifest, None)
+    rec.scorer.model = model_key(folder, manifest["base_model"]["name"])
+    assert rec.scorer.read_priors(folder / PRIORS_FILE, rec.catalog_answers())
+    assert len(rec.scorer._priors) == len(rec.item_ids) == manifest["fusion"]["priors"]["titles"]
+
+
 @pytest.mark.slow
 def test_shipped_adapter_loads_on_the_embedded_model_with_peft(tokenizer):
     import torch

@@ -181,6 +181,7 @@ def test_pmi_scores_are_the_title_scores_less_their_prior_kept_once(fused_adapte
     sums = rec.rerank_scores(prompt, items)
     priors = rec.rerank_scores(rec._prompt("next_item", [], {}), items)
     assert priors != sums
+    rec.scorer._priors.clear()  # none kept yet, as without a stored priors file
     calls = []
     label_logprobs = rec.backend.label_logprobs
     rec.backend.label_logprobs = lambda prompts, labels: calls.append(len(labels)) or label_logprobs(prompts, labels)
@@ -201,6 +202,61 @@ def test_pmi_scores_are_the_title_scores_less_their_prior_kept_once(fused_adapte
     (copy / "llmrec_adapter.json").write_text(json.dumps(manifest))
     with pytest.raises(LlmrecError, match="fusion.llm_score 'prior': expected one of sum, pmi"):
         Recommender.load(copy, prepared_small, device="cpu")
+
+
+def test_tune_stores_every_titles_prior_and_a_new_process_starts_with_them(fused_adapter, prepared_small, tmp_path):
+    import shutil
+    import warnings
+
+    from llmrec.decoding.recommender import Recommender
+    from llmrec.decoding.scoring import PRIORS_FILE
+    from llmrec.errors import LlmrecError, LlmrecWarning
+    from llmrec.evaluation.tune import _store_priors
+
+    copy = tmp_path / "adapter"
+    shutil.copytree(fused_adapter[0], copy)
+    manifest = json.loads((copy / "llmrec_adapter.json").read_text())
+    manifest["fusion"].update(mode="rerank", llm_score="pmi", rerank_candidates=10)
+    (copy / "llmrec_adapter.json").write_text(json.dumps(manifest))
+    rec = Recommender.load(copy, prepared_small, device="cpu")
+    _store_priors(rec, rec.fusion, copy, progress=False)
+    path = copy / PRIORS_FILE
+    assert rec.fusion["priors"]["titles"] == len(rec.item_ids) and rec.fusion["priors"]["bytes"] == path.stat().st_size
+    items = [rec.position[i] for i in ("3", "6", "10")]
+    computed = rec.title_priors(items)
+
+    fresh = Recommender.load(copy, prepared_small, device="cpu")  # a new process: the priors come from the file
+    assert len(fresh.scorer._priors) == len(fresh.item_ids)
+    calls = []
+    label_logprobs = fresh.backend.label_logprobs
+    fresh.backend.label_logprobs = lambda prompts, labels: calls.append(len(labels)) or label_logprobs(prompts, labels)
+    assert fresh.title_priors(items) == pytest.approx(computed, abs=1e-5) and calls == []
+    fresh.recommend(["1", "2"], k=5)
+    assert calls == [10]  # the user's candidates only: no prior is computed
+
+    # priors of other titles or another model are not used; a damaged file is an error naming it
+    answers, key = rec.catalog_answers(), rec.scorer.model
+    rec.scorer.write_priors(path, answers[::-1])  # the same titles in another order
+    with pytest.warns(LlmrecWarning, match=f"{PRIORS_FILE}: computed for another model, prompt or tokenizer"):
+        other = Recommender.load(copy, prepared_small, device="cpu")
+    assert other.scorer._priors == {}
+    rec.scorer.model = key.replace("|", "|0")  # other adapter weights
+    rec.scorer.write_priors(path, answers)
+    with pytest.warns(LlmrecWarning, match="computed for another model"):
+        assert Recommender.load(copy, prepared_small, device="cpu").scorer._priors == {}
+    rec.scorer.model = key
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(LlmrecError, match=f"{PRIORS_FILE}: not a priors file"):
+        Recommender.load(copy, prepared_small, device="cpu")
+    manifest["fusion"]["llm_score"] = "sum"  # the file is read only when rerank scores by pmi
+    (copy / "llmrec_adapter.json").write_text(json.dumps(manifest))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LlmrecWarning)
+        Recommender.load(copy, prepared_small, device="cpu")
+    # a tune that does not choose pmi removes the file
+    fusion = {"mode": "cf", "llm_score": "pmi", "priors": {"file": PRIORS_FILE}}
+    _store_priors(rec, fusion, copy, progress=False)
+    assert not path.exists() and "priors" not in fusion
 
 
 def test_tune_chooses_the_candidate_count_with_lambda(fused_adapter, prepared_small, tmp_path):

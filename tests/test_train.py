@@ -157,6 +157,39 @@ def test_max_minutes_ends_the_run_and_still_writes_the_adapter(prepared_small: P
     assert not run["training"]["time_limit_hit"] and run["training"]["steps"] == 3
 
 
+def test_a_run_can_start_from_another_adapters_lora(prepared_small: Path, toy_model: Path, tmp_path):
+    import torch
+
+    from llmrec.errors import LlmrecError
+
+    small = {"cf": "none", "tasks": {"yes_no": 1.0}}
+    first = tmp_path / "first"
+    train(TrainOptions(prepared_small, first, toy_recipe(toy_model, **small), progress=False))
+    # at a learning rate of ~0 a run keeps the LoRA it starts from: the first adapter's, not a new one
+    still = {**small, "learning_rate": 1e-12, "max_steps": 1}
+    second = tmp_path / "second"
+    recipe = toy_recipe(toy_model, init_adapter=str(first), **{**still, "tasks": {"next_item": 1.0}})
+    manifest = train(TrainOptions(prepared_small, second, recipe, progress=False))
+    fresh = tmp_path / "fresh"
+    train(TrainOptions(prepared_small, fresh, toy_recipe(toy_model, **still), progress=False))
+    a, b, c = (load_file(str(f / "adapter_model.safetensors")) for f in (first, second, fresh))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    lora_b = [k for k in a if "lora_B" in k]
+    assert lora_b and any(not torch.allclose(a[k], c[k], atol=1e-6) for k in lora_b)  # a new LoRA's B starts at 0
+    assert manifest["init_adapter"]["folder"] == str(first.resolve()) and manifest["init_adapter"]["samples"] == 4
+    assert f"started from the LoRA of the adapter `{first.resolve()}`" in (second / "README.md").read_text()
+    # it trained next_item and still knows the yes_no template the first adapter learned
+    assert set(manifest["templates"]) == {"next_item", "yes_no"}
+    # an adapter of another shape is refused before anything is loaded
+    with pytest.raises(LlmrecError, match="LoRA r 8, the recipe's is 16"):
+        train(TrainOptions(prepared_small, tmp_path / "r16", toy_recipe(toy_model, init_adapter=str(first), lora_r=16,
+                                                                         **small), progress=False))  # fmt: skip
+    with pytest.raises(LlmrecError, match="not an llmrec adapter"):
+        train(TrainOptions(prepared_small, tmp_path / "x", toy_recipe(toy_model, init_adapter=str(tmp_path), **small),
+                           progress=False))  # fmt: skip
+    assert leftovers(tmp_path) == []
+
+
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"  chosen lambda {fusion['lambda']:g} with {fusion['rerank_candidates']} candidates: they hold "
                   f"the valid item for {fusion['valid']['candidate_recall']:.1%} of users")
+        if priors := fusion.get("priors"):
+            print(f"  the prior of all {priors['titles']:,} titles is stored in {options.model / priors['file']} "
+                  f"({priors['bytes'] / 1e3:,.0f} kB, {priors['seconds']:g} s)")
     if "yes_no" in options.tasks:
         yes_no = fusion["yes_no"]
         v = yes_no["valid"]

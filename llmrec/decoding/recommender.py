@@ -22,8 +22,8 @@ from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
 from llmrec.decoding.grounding import GroundingChecker
 from llmrec.decoding.index import CatalogIndex, answer_tokens
 from llmrec.decoding.items import ItemRefs, free_text
-from llmrec.decoding.scoring import LLM_SCORES, TitleScorer
-from llmrec.errors import LlmrecError
+from llmrec.decoding.scoring import LLM_SCORES, PRIORS_FILE, TitleScorer, model_key
+from llmrec.errors import LlmrecError, LlmrecWarning
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
@@ -145,7 +145,18 @@ class Recommender:
             if {"popularity", "liked"} & set(names) and guide.stats is None:
                 raise LlmrecError(f"{adapter_dir / 'cf' / 'item_stats.safetensors'}: missing, and the adapter's yes/no "
                                   "fusion reads it (run llmrec tune --tasks yes_no to rebuild it)")  # fmt: skip
-        return cls(engine, catalog, interactions, info, adapter, guide)
+        rec = cls(engine, catalog, interactions, info, adapter, guide)
+        if adapter:
+            rec.scorer.model = model_key(adapter_dir, base)  # what stored priors must have been computed with
+        if score == "pmi" and (adapter_dir / PRIORS_FILE).is_file():
+            tuned = (adapter.get("fusion") or {}).get("tuned_on", {}).get("data_manifest", {}).get("catalog")
+            stored = rec.scorer.read_priors(adapter_dir / PRIORS_FILE, rec.catalog_answers())
+            if not stored and tuned == info["hashes"]["catalog"]:
+                # the catalogue tune stored them for, yet another model, template or tokenizer
+                warnings.warn(f"{adapter_dir / PRIORS_FILE}: computed for another model, prompt or tokenizer; each "
+                              "title's prior is computed the first time it is a candidate (llmrec tune on a copy of "
+                              "the adapter stores them again)", LlmrecWarning, stacklevel=2)  # fmt: skip
+        return rec
 
     def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:
         """Make new items recommendable at once (cold start): no retraining, the index grows."""
@@ -288,6 +299,10 @@ class Recommender:
     def rerank_scores(self, prompt: str, items: Sequence[int]) -> list[float]:
         """The LLM's log-probability of each item's answer after ``prompt`` (one shared prefill)."""
         return self.scorer.sums(prompt, [self.index.sequences[i] for i in items])
+
+    def catalog_answers(self) -> list[Sequence[int]]:
+        """Every catalogue item's answer tokens, in catalogue order (what the LLM scores)."""
+        return [self.index.sequences[i] for i in range(len(self.item_ids))]
 
     def title_priors(self, items: Sequence[int]) -> list[float]:
         """Each item's answer log-probability after the next-item prompt with an empty history."""

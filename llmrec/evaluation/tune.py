@@ -7,7 +7,8 @@ lambda with the best NDCG@10 (the smaller on a tie) is kept, so the grid costs o
 The number of candidates is chosen the same way among 10, 20 and ``rerank_candidates`` (the top
 n of the scored lists): fewer candidates mean less LLM work per request. So is the LLM score, the
 title's log-probability or that less its prior (``pmi``, see ``llmrec.decoding.scoring``), and
-whether the LLM takes part at all: both on held-out valid users (``choose_next_item``).
+whether the LLM takes part at all: both on held-out valid users (``choose_next_item``). With
+``pmi``, every catalogue title's prior is then stored in the adapter (``priors.safetensors``).
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
 e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
 yes/no samples; the item statistics go in only when they score better on held-out valid users.
@@ -330,6 +331,24 @@ def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) 
         manifest["cf"]["bytes"] = sum(p.stat().st_size for p in (adapter / GUIDE_DIR).iterdir())
 
 
+def _store_priors(rec, fusion: dict[str, Any], adapter: Path, progress: bool) -> None:
+    """When rerank scores by ``pmi``, write every catalogue title's prior into the adapter
+    (``llmrec.decoding.scoring``), so that no request waits for them; otherwise remove a stale file."""
+    from llmrec.decoding.scoring import PRIORS_FILE
+
+    path = adapter / PRIORS_FILE
+    if fusion.get("mode") != "rerank" or fusion.get("llm_score") != "pmi":
+        path.unlink(missing_ok=True)
+        fusion.pop("priors", None)
+        return
+    began = time.perf_counter()
+    if progress:
+        print(f"computing the prior of {len(rec.item_ids):,} titles for {path} ...", flush=True)
+    written = rec.scorer.write_priors(path, rec.catalog_answers())
+    fusion["priors"] = {"file": PRIORS_FILE, "titles": len(rec.item_ids), "bytes": written,
+                        "seconds": round(time.perf_counter() - began, 1)}  # fmt: skip
+
+
 def tune(options: TuneOptions) -> dict[str, Any]:
     """Tune the fusion of ``options.model`` and write it into its manifest; returns it."""
     from llmrec.decoding.recommender import Recommender
@@ -350,6 +369,7 @@ def tune(options: TuneOptions) -> dict[str, Any]:
     fusion = dict(manifest.get("fusion") or {})
     if "next_item" in options.tasks:
         fusion.update(tune_next_item(rec, valid_pairs(rec, folder, options.users, options.seed), options))
+        _store_priors(rec, fusion, Path(options.model), options.progress)
     if "yes_no" in options.tasks:
         if rec.guide.stats is None:  # an adapter trained before the guide kept them
             _add_item_stats(rec, manifest, folder, Path(options.model))

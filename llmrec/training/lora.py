@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
@@ -90,3 +92,68 @@ def check_tokenizer(tokenizer, prepared: dict[str, Any], base: str) -> None:
             f"the data was prepared for answers ending in {expected!r}, but {base} ends them with {eos!r}; "
             f"re-run `llmrec prepare --model {base}`"
         )
+
+
+def init_adapter_dir(recipe: Recipe) -> Path | None:
+    """The folder of the recipe's ``init_adapter`` (``shipped``: the package's), or None."""
+    from llmrec.training.adapter import shipped_adapter_dir
+
+    if recipe.init_adapter is None:
+        return None
+    return shipped_adapter_dir() if recipe.init_adapter == "shipped" else Path(recipe.init_adapter).expanduser()
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()
+
+
+def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: dict[str, Any]) -> dict[str, Any]:
+    """Check that a run can start from the adapter in ``folder``: same base model, LoRA rank,
+    alpha, dropout and target modules as the recipe, and the templates of the run's data for the
+    tasks it trains. Returns what the new adapter records of it (its manifest's ``init_adapter``;
+    ``templates``: those the adapter learned)."""
+    from llmrec.files import sha256_file
+    from llmrec.training.adapter import MANIFEST, read_manifest
+
+    manifest = read_manifest(folder)
+    where = f"init_adapter {folder}"
+    try:
+        base, data = manifest["base_model"], manifest["data"]["name"]
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (KeyError, TypeError) as exc:
+        raise LlmrecError(f"{folder / MANIFEST}: not an llmrec adapter manifest (no {exc})") from None
+    except json.JSONDecodeError as exc:
+        raise LlmrecError(f"{folder / 'adapter_config.json'}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if base_name not in (base.get("name"), base.get("hub_id")) and not _same_folder(base_name, str(base.get("name"))):
+        raise LlmrecError(f"{where}: trained on base {base.get('name')}, this run's base is {base_name}")
+    for key, ours in (("r", recipe.lora_r), ("lora_alpha", recipe.lora_alpha), ("lora_dropout", recipe.lora_dropout)):
+        if config.get(key) != ours:
+            raise LlmrecError(f"{where}: LoRA {key} {config.get(key)}, the recipe's is {ours} (set lora_r, lora_alpha "
+                              "and lora_dropout to match)")  # fmt: skip
+    if recipe.target_modules != "all-linear":
+        wanted = {recipe.target_modules} if isinstance(recipe.target_modules, str) else set(recipe.target_modules)
+        if set(config.get("target_modules") or ()) != wanted:
+            raise LlmrecError(f"{where}: LoRA on {sorted(config.get('target_modules') or ())}, the recipe asks for "
+                              f"{sorted(wanted)}")  # fmt: skip
+    learned = manifest.get("templates") or {}
+    for task in recipe.tasks:
+        ours, theirs = templates.get(task), learned.get(task)
+        if ours and theirs and any(theirs.get(k) != ours.get(k) for k in ("version", "sha256") if k in theirs):
+            raise LlmrecError(f"{where}: learned another {task} template (v{theirs.get('version')}) than the data's "
+                              f"(v{ours.get('version')}); prepare the data with the template it learned")  # fmt: skip
+    return {"folder": "shipped" if recipe.init_adapter == "shipped" else str(folder.resolve()),
+            "sha256": sha256_file(folder / "adapter_model.safetensors"), "data": data,
+            "samples": (manifest.get("training") or {}).get("samples"), "templates": learned}  # fmt: skip
+
+
+def start_from_adapter(model, folder: Path):
+    """``model`` with the LoRA of ``folder`` loaded trainable, its weights in fp32 (an adapter saved
+    in bf16 trains in fp32 like a new one)."""
+    import torch
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.to(torch.float32)
+    return model

@@ -45,6 +45,10 @@ class Recipe:
         default_factory=lambda: {t: 1.0 for t in TASKS},
         metadata=_help("task -> weight: passes over that task's train samples per epoch (0.5 = a random half)"),
     )
+    init_adapter: str | None = field(default=None, metadata=_help(
+        "start from this llmrec adapter's LoRA weights instead of a new LoRA: a folder, or 'shipped' (the adapter "
+        "in the package), to carry what it learned to new data; its base model, LoRA rank and alpha and template "
+        "versions must be the run's; null = a new LoRA"))  # fmt: skip
     lora_r: int = field(default=8, metadata=_help(f"LoRA rank, one of {VLLM_LORA_RANKS} (what vLLM serves)"))
     lora_alpha: int = field(default=16, metadata=_help("LoRA scaling numerator (scale = alpha / r)"))
     lora_dropout: float = field(default=0.05, metadata=_help("dropout on the LoRA input"))
@@ -103,6 +107,8 @@ class Recipe:
                 raise LlmrecError(f"tasks: unknown task '{task}' (known: {', '.join(TASKS)})")
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 raise LlmrecError(f"tasks.{task}: weight must be a number > 0, got {weight!r}")
+        if self.init_adapter is not None and (not isinstance(self.init_adapter, str) or not self.init_adapter):
+            raise LlmrecError(f"init_adapter must be an adapter folder, 'shipped' or null, got {self.init_adapter!r}")
         if self.cf not in CF_CHOICES:
             raise LlmrecError(f"cf={self.cf!r}: expected one of {', '.join(CF_CHOICES)}")
         if self.lora_r not in VLLM_LORA_RANKS:

@@ -25,10 +25,13 @@ from llmrec.models import EMBEDDED_MODEL
 from llmrec.options import option
 from llmrec.training.adapter import CARD, MANIFEST, RECIPE_FILE, model_card
 from llmrec.training.lora import (
+    check_init_adapter,
     check_tokenizer,
+    init_adapter_dir,
     load_base,
     lora_config,
     resolve_precision,
+    start_from_adapter,
 )
 from llmrec.training.mixture import mix, task_splits, valid_sets
 from llmrec.training.recipe import Recipe, servability_problems
@@ -74,6 +77,9 @@ def _check_resume(work: Path, record: dict[str, Any]) -> None:
     old = json.loads(path.read_text())
     if old["base"] != record["base"] or old["data_manifest_sha256"] != record["data_manifest_sha256"]:
         raise LlmrecError(f"{work}: its checkpoints are from another base model or data; use a new --out")
+    if old.get("init_adapter_sha256", record.get("init_adapter_sha256")) != record.get("init_adapter_sha256"):
+        raise LlmrecError(f"{work}: its run started from other init_adapter weights than those there now; use a "
+                          "new --out")  # fmt: skip
     changed = [k for k, v in record["recipe"].items() if old["recipe"].get(k) != v and k not in _RESUMABLE_CHANGES]
     if changed:
         raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out")
@@ -103,6 +109,7 @@ class _Run:
     data_sha: str
     record: dict[str, Any]
     resume_from: str | None
+    init: dict[str, Any] | None = None  # the adapter the LoRA starts from (recipe init_adapter)
 
 
 def _start_run(options: TrainOptions) -> _Run:
@@ -116,6 +123,11 @@ def _start_run(options: TrainOptions) -> _Run:
     data_sha = sha256_file(prepared.manifest_path(options.data))
     record = _run_record(options, base_name, data_sha)
 
+    init = None
+    if (folder := init_adapter_dir(options.recipe)) is not None:
+        init = check_init_adapter(folder, options.recipe, base_name, manifest.get("templates") or {})
+        record["init_adapter_sha256"] = init["sha256"]
+
     from transformers.trainer_utils import get_last_checkpoint
 
     resume_from = None
@@ -125,7 +137,7 @@ def _start_run(options: TrainOptions) -> _Run:
         _check_resume(work, record)
     elif work.is_dir() and any(work.glob("checkpoint-*")) and not options.overwrite:
         raise LlmrecError(f"{work}: holds checkpoints of an earlier run; pass --resume or --overwrite")
-    return _Run(out, work, base_name, manifest, data_sha, record, resume_from)
+    return _Run(out, work, base_name, manifest, data_sha, record, resume_from, init)
 
 
 def _sft_config(recipe: Recipe, work: Path, precision: str, cuda: bool, evaluating: bool, progress: bool):
@@ -208,6 +220,9 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     train_rows = mix(splits, recipe.tasks, recipe.seed, limit)
     model, tokenizer = load_base(recipe.base, recipe, precision, cuda)
     check_tokenizer(tokenizer, run.prepared, run.base_name)
+    peft_config = lora_config(recipe)
+    if run.init is not None:  # its LoRA, trainable, instead of a new one
+        model, peft_config = start_from_adapter(model, init_adapter_dir(recipe)), None
     key = cache_key(tokenizer, run.data_sha, recipe.tasks, recipe.seed, limit)
     train_rows = tokenized(train_rows, tokenizer, options.data, key, write=state.is_main_process)
     if state.is_main_process:  # only now: a bad base model or data leaves no checkpoint folder behind
@@ -225,7 +240,7 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     trainer = trainer_class()(
         model=model, args=config, train_dataset=train_rows,
         eval_dataset=concatenate_datasets(list(valid.values())) if evaluating else None,
-        processing_class=tokenizer, peft_config=lora_config(recipe), callbacks=cbs,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=cbs,
     )  # fmt: skip
     _logs_to_stderr(trainer, options.progress)
     return trainer, precision, per_step, limit
@@ -291,6 +306,10 @@ def train(options: TrainOptions, callbacks: list | None = None) -> dict[str, Any
     manifest = build_manifest(recipe, run, metrics, stats)
     manifest["tasks"] = {"trained": list(recipe.tasks), "dropped": dropped}
     manifest["training"]["time_limit_hit"] = bool(limit is not None and limit.hit)
+    if run.init is not None:  # what it learned of the tasks this run does not train, it still knows
+        manifest["templates"] = {**{t: v for t, v in run.init["templates"].items() if t not in manifest["templates"]},
+                                 **manifest["templates"]}  # fmt: skip
+    manifest["init_adapter"] = {k: v for k, v in run.init.items() if k != "templates"} if run.init else None
     if state.is_main_process:
         guide = fit_guide(options.data, recipe.cf, options.progress, recipe.cf_max_mb)
         manifest["cf"] = {"model": guide.name, **guide.report} if guide is not None else None
