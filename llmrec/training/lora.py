@@ -152,7 +152,11 @@ def start_from_adapter(model, folder: Path):
     import torch
     from peft import PeftModel
 
+    local = model.name_or_path  # the folder the base was loaded from
     model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    # the adapter's config names the base by its hub id; saving checkpoints would then ask the hub
+    # whether the vocabulary changed: the folder answers that without the network
+    model.peft_config["default"].base_model_name_or_path = local
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.to(torch.float32)
