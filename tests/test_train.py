@@ -252,6 +252,20 @@ def test_resume_refuses_a_changed_recipe(prepared_small: Path, toy_model: Path, 
     assert "cannot resume with a changed lora_r" in capsys.readouterr().err
 
 
+def test_resume_refuses_other_init_adapter_weights(tmp_path: Path):
+    from llmrec.errors import LlmrecError
+    from llmrec.training.train import RUN_FILE, _check_resume
+
+    record = {"base": "b", "data_manifest_sha256": "d", "recipe": {"init_adapter": "x"}, "init_adapter_sha256": "1"}
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    _check_resume(tmp_path, record)  # the same weights
+    with pytest.raises(LlmrecError, match="other init_adapter weights than those there now"):
+        _check_resume(tmp_path, {**record, "init_adapter_sha256": "2"})
+    older = {k: v for k, v in record.items() if k != "init_adapter_sha256"}  # a run file from before the key
+    (tmp_path / RUN_FILE).write_text(json.dumps(older))
+    _check_resume(tmp_path, {**record, "init_adapter_sha256": "2"})
+
+
 # `llmrec train` with TRL's own SFTTrainer in place of llmrec's (the reference for the compact head)
 WITH_TRLS_TRAINER = """
 import sys

@@ -6,7 +6,9 @@ log-probability after the prompt with an empty history (eval/RESULTS.md). ``pmi`
 prior off, leaving how much the history raises the title (their pointwise mutual information):
 the part a collaborative model cannot supply.
 
-A title's prior depends only on the model, the prompt and the title, so ``llmrec tune`` writes
+A title's prior depends on the model, the prompt and the title (and, by rounding, on the
+device's arithmetic: priors stored by a CPU tune are fp32, a bf16 GPU process subtracts them
+from its own sums; not measured), so ``llmrec tune`` writes
 those of the whole catalogue into the adapter (``priors.safetensors``) when it chooses ``pmi``:
 a process then starts with them instead of computing each title's the first time it is a
 candidate. The file holds the digest of the model (the adapter's weights and base), the prompt

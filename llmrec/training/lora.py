@@ -117,13 +117,17 @@ def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: 
 
     manifest = read_manifest(folder)
     where = f"init_adapter {folder}"
+    base, data = manifest.get("base_model"), manifest.get("data")
+    for field, value in (("base_model", base), ("data", data)):
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            raise LlmrecError(f"{folder / MANIFEST}: {field}.name: missing (not an llmrec adapter manifest)")
+    data = data["name"]
     try:
-        base, data = manifest["base_model"], manifest["data"]["name"]
         config = json.loads((folder / "adapter_config.json").read_text())
-    except (KeyError, TypeError) as exc:
-        raise LlmrecError(f"{folder / MANIFEST}: not an llmrec adapter manifest (no {exc})") from None
     except json.JSONDecodeError as exc:
         raise LlmrecError(f"{folder / 'adapter_config.json'}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(config, dict):
+        raise LlmrecError(f"{folder / 'adapter_config.json'}: not a PEFT adapter config (a JSON object)")
     if base_name not in (base.get("name"), base.get("hub_id")) and not _same_folder(base_name, str(base.get("name"))):
         raise LlmrecError(f"{where}: trained on base {base.get('name')}, this run's base is {base_name}")
     for key, ours in (("r", recipe.lora_r), ("lora_alpha", recipe.lora_alpha), ("lora_dropout", recipe.lora_dropout)):
@@ -132,9 +136,10 @@ def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: 
                               "and lora_dropout to match)")  # fmt: skip
     if recipe.target_modules != "all-linear":
         wanted = {recipe.target_modules} if isinstance(recipe.target_modules, str) else set(recipe.target_modules)
-        if set(config.get("target_modules") or ()) != wanted:
-            raise LlmrecError(f"{where}: LoRA on {sorted(config.get('target_modules') or ())}, the recipe asks for "
-                              f"{sorted(wanted)}")  # fmt: skip
+        theirs = config.get("target_modules") or []
+        theirs = {theirs} if isinstance(theirs, str) else set(theirs)  # PEFT keeps a regex as one string
+        if theirs != wanted:
+            raise LlmrecError(f"{where}: LoRA on {sorted(theirs)}, the recipe asks for {sorted(wanted)}")
     learned = manifest.get("templates") or {}
     for task in recipe.tasks:
         ours, theirs = templates.get(task), learned.get(task)

@@ -47,8 +47,8 @@ class Recipe:
     )
     init_adapter: str | None = field(default=None, metadata=_help(
         "start from this llmrec adapter's LoRA weights instead of a new LoRA: a folder, or 'shipped' (the adapter "
-        "in the package), to carry what it learned to new data; its base model, LoRA rank and alpha and template "
-        "versions must be the run's; null = a new LoRA"))  # fmt: skip
+        "in the package), to carry what it learned to new data; its base model, LoRA rank, alpha and dropout (and "
+        "target modules when listed) and the templates of the trained tasks must be the run's; null = a new LoRA"))  # fmt: skip
     lora_r: int = field(default=8, metadata=_help(f"LoRA rank, one of {VLLM_LORA_RANKS} (what vLLM serves)"))
     lora_alpha: int = field(default=16, metadata=_help("LoRA scaling numerator (scale = alpha / r)"))
     lora_dropout: float = field(default=0.05, metadata=_help("dropout on the LoRA input"))

@@ -77,12 +77,13 @@ def _check_resume(work: Path, record: dict[str, Any]) -> None:
     old = json.loads(path.read_text())
     if old["base"] != record["base"] or old["data_manifest_sha256"] != record["data_manifest_sha256"]:
         raise LlmrecError(f"{work}: its checkpoints are from another base model or data; use a new --out")
-    if old.get("init_adapter_sha256", record.get("init_adapter_sha256")) != record.get("init_adapter_sha256"):
-        raise LlmrecError(f"{work}: its run started from other init_adapter weights than those there now; use a "
-                          "new --out")  # fmt: skip
     changed = [k for k, v in record["recipe"].items() if old["recipe"].get(k) != v and k not in _RESUMABLE_CHANGES]
     if changed:
         raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out")
+    # a run file from before init_adapter was recorded has no key: nothing to compare
+    if old.get("init_adapter_sha256", record.get("init_adapter_sha256")) != record.get("init_adapter_sha256"):
+        raise LlmrecError(f"{work}: its run started from other init_adapter weights than those there now; use a "
+                          "new --out")  # fmt: skip
 
 
 def _cast_adapter(folder: Path, dtype_name: str) -> None:
