@@ -86,7 +86,8 @@ def model_card(manifest: dict[str, Any]) -> str:
            f"last step; the weights are those of {run.get('best_checkpoint') or 'the last step'}"]
           if run.get("time_limit_hit") else []),
         *([f"- started from the LoRA of the adapter `{init['folder']}` (trained on {init['data']}, "
-           f"{format(init['samples'], ',') if init['samples'] is not None else 'unknown'} samples; weights sha256 `{init['sha256'][:16]}`), not from a new LoRA"]
+           f"{'unknown' if init['samples'] is None else format(init['samples'], ',')} samples; weights sha256 "
+           f"`{init['sha256'][:16]}`), not from a new LoRA"]
           if (init := manifest.get("init_adapter")) else []),
         "- templates: " + ", ".join(f"{t} v{v['version']}" for t, v in manifest["templates"].items()),
         *[f"- not trained: {task} ({why})" for task, why in manifest.get("tasks", {}).get("dropped", {}).items()],
