@@ -22,8 +22,8 @@ from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
 from llmrec.decoding.grounding import GroundingChecker
 from llmrec.decoding.index import CatalogIndex, answer_tokens
 from llmrec.decoding.items import ItemRefs, free_text
-from llmrec.decoding.scoring import LLM_SCORES, PRIORS_FILE, TitleScorer, model_key
-from llmrec.errors import LlmrecError, LlmrecWarning
+from llmrec.decoding.scoring import LLM_SCORES, TitleScorer, model_key
+from llmrec.errors import LlmrecError
 from llmrec.options import option
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
@@ -148,14 +148,9 @@ class Recommender:
         rec = cls(engine, catalog, interactions, info, adapter, guide)
         if adapter:
             rec.scorer.model = model_key(adapter_dir, base)  # what stored priors must have been computed with
-        if score == "pmi" and (adapter_dir / PRIORS_FILE).is_file():
+        if score == "pmi":
             tuned = (adapter.get("fusion") or {}).get("tuned_on", {}).get("data_manifest", {}).get("catalog")
-            stored = rec.scorer.read_priors(adapter_dir / PRIORS_FILE, rec.catalog_answers())
-            if not stored and tuned == info["hashes"]["catalog"]:
-                # the catalogue tune stored them for, yet another model, template or tokenizer
-                warnings.warn(f"{adapter_dir / PRIORS_FILE}: computed for another model, prompt or tokenizer; each "
-                              "title's prior is computed the first time it is a candidate (llmrec tune on a copy of "
-                              "the adapter stores them again)", LlmrecWarning, stacklevel=2)  # fmt: skip
+            rec.scorer.load_stored(adapter_dir, rec.catalog_answers(), tuned == info["hashes"]["catalog"])
         return rec
 
     def add_items(self, item_ids: Sequence[str], titles: Sequence[str]) -> None:

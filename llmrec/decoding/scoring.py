@@ -51,10 +51,10 @@ class TitleScorer:
     Answers come as token lists, so a catalogue that grows (``Recommender.add_items``) needs
     nothing from the scorer."""
 
-    def __init__(self, backend, empty_prompt: Callable[[], str], model: str = "") -> None:
+    def __init__(self, backend, empty_prompt: Callable[[], str]) -> None:
         self.backend = backend
         self.empty_prompt = empty_prompt  # the next-item prompt with no history
-        self.model = model  # model_key() of an adapter; what stored priors must have been computed with
+        self.model = ""  # model_key() of an adapter, set at load: what stored priors must have been computed with
         self._priors: dict[tuple[int, ...], float] = {}
 
     def sums(self, prompt: str, answers: Sequence[Sequence[int]]) -> list[float]:
@@ -93,6 +93,20 @@ class TitleScorer:
         data = save({"logp": values}, metadata={"digest": priors_digest(self.model, self.empty_prompt(), answers)})
         atomic_write_bytes(Path(path), data)
         return len(data)
+
+    def load_stored(self, adapter_dir: Path, answers: Sequence[Sequence[int]], tuned_here: bool) -> None:
+        """At load: keep the adapter's stored priors when they match ``answers`` (the catalogue);
+        warn when they do not although the adapter was tuned on this catalogue (``tuned_here``)."""
+        import warnings
+
+        from llmrec.errors import LlmrecWarning
+
+        path = Path(adapter_dir) / PRIORS_FILE
+        if path.is_file() and not self.read_priors(path, answers) and tuned_here:
+            # the catalogue tune stored them for, yet another model, template or tokenizer
+            warnings.warn(f"{path}: computed for another model, prompt or tokenizer; each title's prior is computed "
+                          "the first time it is a candidate (llmrec tune on a copy of the adapter stores them again)",
+                          LlmrecWarning, stacklevel=3)  # fmt: skip
 
     def read_priors(self, path: Path, answers: Sequence[Sequence[int]]) -> bool:
         """Keep the priors stored in ``path`` when they were computed for this prompt and these
