@@ -126,6 +126,7 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
     from llmrec.data.split import leave_one_out
     from llmrec.prompting import building
     from llmrec.prompting.building import build_samples
+    from llmrec.prompting.itemstats import ItemStats
     from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions
     from llmrec.prompting.templates import (
         PromptRenderer,
@@ -137,15 +138,16 @@ def test_samples_built_in_two_processes_equal_the_sequential_ones(tokenizer):
     catalog, inter, _ = clean(raw, CleanOptions())
     inter, _ = leave_one_out(inter, raw.ordered)
     inter = inter[inter["user_id"].isin(sorted(inter["user_id"].unique())[:40])]
+    stats = ItemStats.from_interactions(catalog, inter)
 
     def build(workers: int):
         builder = SampleBuilder(catalog, shipped_templates(), PromptRenderer(tokenizer, 512), domain_words("movie"),
-                                SampleOptions(train_targets_per_user=2))  # fmt: skip
+                                SampleOptions(train_targets_per_user=2), stats=stats)  # fmt: skip
         return build_samples(catalog, inter, builder, progress=False, workers=workers), builder.skipped
 
     def one_user_at_a_time():
         builder = SampleBuilder(catalog, shipped_templates(), PromptRenderer(tokenizer, 512), domain_words("movie"),
-                                SampleOptions(train_targets_per_user=2))  # fmt: skip
+                                SampleOptions(train_targets_per_user=2), stats=stats)  # fmt: skip
         out = {t: {s: [] for s in SPLITS} for t in builder.options.tasks}
         for index, (user, events) in enumerate(building.user_events(catalog, inter)):
             for record in builder.user_records(user, events, index):  # each user's prompts fitted alone

@@ -21,7 +21,8 @@ WORDS = domain_words("movie")
 HISTORY = [f"Film number {i} (19{i:02d})" for i in range(30)]
 CONTEXTS = {
     "next_item": lambda h: {**WORDS, "history": h, "target": "Heat (1995)"},
-    "yes_no": lambda h: {**WORDS, "liked": h[::2], "disliked": h[1::2], "target": "Heat (1995)", "liked_target": True},
+    "yes_no": lambda h: {**WORDS, "liked": h[::2], "disliked": h[1::2], "target": "Heat (1995)", "liked_target": True,
+                         "target_stats": {"popularity": 87, "users": 44, "liked_share": 25}},
     "explain": lambda h: {**WORDS, "history": h, "target": "Heat (1995)", "cited": h[-1:], "shared": ["Crime"]},
     "rank": lambda h: {**WORDS, "history": h, "candidates": [("A", "Heat (1995)"), ("B", "Casino (1995)")], "label": "A"},
 }
@@ -251,7 +252,7 @@ def test_v2_prompts_are_shorter_than_v1(tokenizer):
     history = HISTORY[:10]
     for task in TASKS:
         lengths = []
-        for template in (shipped_version(task, 1), shipped_templates()[task]):
+        for template in (shipped_version(task, 1), shipped_version(task, 2)):  # yes_no v3 adds the target's counts
             ctx = renderer.plain(CONTEXTS[task](history))
             lengths.append(renderer.count(renderer.chat(template.render_system(ctx), template.render_user(ctx))))
         assert lengths[1] < lengths[0], (task, lengths)

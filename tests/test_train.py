@@ -195,6 +195,20 @@ def test_a_run_can_start_from_another_adapters_lora(prepared_small: Path, toy_mo
     with pytest.raises(LlmrecError, match="not an llmrec adapter"):
         train(TrainOptions(prepared_small, tmp_path / "x", toy_recipe(toy_model, init_adapter=str(tmp_path), **small),
                            progress=False))  # fmt: skip
+    # a task's template: a later version in the data is an upgrade the run teaches; other text at
+    # the same version is refused
+    path = first / "llmrec_adapter.json"
+    learned = json.loads(path.read_text())
+    ours = learned["templates"]["yes_no"]
+    for version, allowed in ((ours["version"] - 1, True), (ours["version"], False)):
+        other = {**ours, "version": version, "sha256": "0" * 64}
+        path.write_text(json.dumps({**learned, "templates": {**learned["templates"], "yes_no": other}}))
+        run = toy_recipe(toy_model, init_adapter=str(first), **still)
+        if allowed:
+            assert train(TrainOptions(prepared_small, tmp_path / "up", run, progress=False))["templates"]["yes_no"] == ours
+        else:
+            with pytest.raises(LlmrecError, match=f"learned another yes_no template \\(v{version}\\)"):
+                train(TrainOptions(prepared_small, tmp_path / "same", run, progress=False))
     assert leftovers(tmp_path) == []
 
 
@@ -365,3 +379,19 @@ def test_a_resumed_runs_tokens_add_up_over_its_parts():
     assert token_segments(log) == [250, 90]
     assert token_segments([{"num_tokens": 5.0}, {"num_tokens": 9.0}]) == [9]
     assert token_segments([]) == []
+
+
+def test_a_run_resumed_at_its_last_checkpoint_reports_no_rate():
+    import time
+    from types import SimpleNamespace as NS
+
+    from llmrec.training.record import run_stats
+
+    log = [{"num_tokens": 300.0, "loss": 1.0, "step": 10}]
+    trainer = NS(state=NS(global_step=10, log_history=log, best_model_checkpoint=None, max_steps=10),
+                 args=NS(gradient_checkpointing=False))  # fmt: skip
+    recipe = load_recipe("quick").replace(max_steps=10)
+    run = NS(resume_from="/x/checkpoint-10")
+    stats = run_stats(trainer, NS(metrics={"train_runtime": 0.01}), recipe, run, "fp32", 4, time.perf_counter())
+    assert stats["tokens"] == 300 and stats["steps_this_part"] == 0
+    assert stats["tokens_per_second"] == 0.0 and stats["samples_per_second"] == 0.0

@@ -25,6 +25,7 @@ from llmrec.decoding.items import ItemRefs, free_text
 from llmrec.decoding.scoring import LLM_SCORES, TitleScorer, model_key
 from llmrec.errors import LlmrecError
 from llmrec.options import option
+from llmrec.prompting.itemstats import ItemStats
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
 from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
@@ -86,6 +87,9 @@ class Recommender:
         self.fusion: dict[str, Any] = dict((adapter or {}).get("fusion") or {})
         self.catalog = catalog.reset_index(drop=True)
         self.interactions = interactions
+        # train-split counts for templates that show a yes/no target's popularity (yes_no v3)
+        has_split = interactions is not None and "split" in interactions.columns
+        self.item_stats = ItemStats.from_interactions(self.catalog, interactions) if has_split else None
         self.info = info
         self.adapter = adapter
         # the template versions the adapter was trained with (the current ones for a bare model)
@@ -354,9 +358,14 @@ class Recommender:
             events = events[-self.max_history :]
             template = self.templates["yes_no"]
 
-            def context(kept, title=title):
+            # the target's train counts as the data holds them: a request names no user, so no
+            # event of its own can be taken out (a held-out target has none in train anyway)
+            stats = self.item_stats.context(target) if self.item_stats is not None else None
+
+            def context(kept, title=title, stats=stats):
                 return {**self.words, "liked": [self.items.title(i) for i, ok in kept if ok],
-                        "disliked": [self.items.title(i) for i, ok in kept if not ok], "target": title}  # fmt: skip
+                        "disliked": [self.items.title(i) for i, ok in kept if not ok], "target": title,
+                        "target_stats": stats}  # fmt: skip
 
             fitted = self.renderer.fit(template, events, context, "")
             if fitted is None:

@@ -21,6 +21,7 @@ from llmrec.files import atomic_dir, check_writable, sha256_tree
 from llmrec.options import option, parse_mapping
 from llmrec.prompting.building import build_samples
 from llmrec.prompting.evidence import cooccurrence
+from llmrec.prompting.itemstats import ItemStats
 from llmrec.prompting.samples import SPLITS, SampleBuilder, SampleOptions
 from llmrec.prompting.templates import (
     PromptRenderer,
@@ -110,7 +111,8 @@ def prepare(options: PrepareOptions) -> dict[str, Any]:
     words = domain_words(options.item_noun or raw.item_noun)
     has_attributes = any(len(g) or len(t) for g, t in zip(catalog["genres"], catalog["tags"]))
     cooc = cooccurrence(catalog, interactions) if "explain" in options.samples.tasks and not has_attributes else None
-    builder = SampleBuilder(catalog, templates, renderer, words, options.samples, cooc)
+    stats = ItemStats.from_interactions(catalog, interactions)  # train split only
+    builder = SampleBuilder(catalog, templates, renderer, words, options.samples, cooc, stats)
     workers = options.workers or os.cpu_count() or 1
     loaded = time.perf_counter()
     records = build_samples(catalog, interactions, builder, progress=options.progress, workers=workers)

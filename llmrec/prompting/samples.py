@@ -24,6 +24,7 @@ import pandas as pd
 from llmrec.errors import LlmrecError
 from llmrec.options import option
 from llmrec.prompting.evidence import cooccurrence_evidence, explanation_evidence
+from llmrec.prompting.itemstats import ItemStats
 from llmrec.prompting.templates import TASKS, PromptRenderer, Template
 
 SPLITS = ("train", "valid", "test")
@@ -88,7 +89,8 @@ class SampleBuilder:
 
     Explanations cite history items that share genres or tags with the target; when no item of
     the catalogue has any (``cooccurrence`` given), they cite the history items most often
-    chosen by the same users as the target instead.
+    chosen by the same users as the target instead. ``stats`` (train-split counts) gives a
+    yes/no target's popularity to templates that show it.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class SampleBuilder:
         words: dict[str, str],
         options: SampleOptions,
         cooccurrence=None,
+        stats: ItemStats | None = None,
     ) -> None:
         self.titles = catalog["title"].tolist()
         self.item_ids = catalog["item_id"].tolist()
@@ -113,6 +116,7 @@ class SampleBuilder:
         self.words = words
         self.options = options
         self.skipped = {task: 0 for task in options.tasks}
+        self.stats = stats
 
     def _targets(self, events: list[Event]) -> Iterator[tuple[str, int]]:
         """(split, position) of each event that becomes a target."""
@@ -196,8 +200,10 @@ class SampleBuilder:
                 requests.append(self._next_item(t["next_item"], split, user, history, target.item))
             if "yes_no" in opts.tasks:
                 negatives = self._unseen(rng, seen, unseen.get(pos, 0)) if target.liked else []
-                for item, liked in [(target.item, target.liked)] + [(n, False) for n in negatives]:
-                    requests.append(self._yes_no(t["yes_no"], split, user, past, item, liked))
+                # a train target's own event is taken out of its counts; a negative has none
+                own = target.liked if split == "train" else None
+                for item, liked, mine in [(target.item, target.liked, own)] + [(n, False, None) for n in negatives]:
+                    requests.append(self._yes_no(t["yes_no"], split, user, past, item, liked, mine))
             if "explain" in opts.tasks and target.liked:
                 explain = self._explain(t["explain"], split, user, history, target.item, history)
                 if explain is None:
@@ -240,8 +246,9 @@ class SampleBuilder:
             lambda fit: self._record("next_item", split, user, history, fit, target),
         )  # fmt: skip
 
-    def _yes_no(self, template, split, user, past: list[Event], target: int, liked: bool) -> Request:
+    def _yes_no(self, template, split, user, past: list[Event], target: int, liked: bool, own: bool | None) -> Request:
         title = self.titles[target]
+        stats = self.stats.context(target, own) if self.stats is not None else None
 
         def context(kept: Sequence[Event]) -> dict[str, Any]:
             return {
@@ -249,6 +256,7 @@ class SampleBuilder:
                 "liked": [self.titles[e.item] for e in kept if e.liked],
                 "disliked": [self.titles[e.item] for e in kept if not e.liked],
                 "target": title,
+                "target_stats": stats,
                 "liked_target": liked,
             }
 

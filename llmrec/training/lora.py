@@ -109,8 +109,8 @@ def _same_folder(a: str, b: str) -> bool:
 
 def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: dict[str, Any]) -> dict[str, Any]:
     """Check that a run can start from the adapter in ``folder``: same base model, LoRA rank,
-    alpha, dropout and target modules as the recipe, and the templates of the run's data for the
-    tasks it trains. Returns what the new adapter records of it (its manifest's ``init_adapter``;
+    alpha, dropout and target modules as the recipe, and, for the tasks it trains, the data's
+    templates: those it learned, or later versions of them. Returns what the new adapter records of it (its manifest's ``init_adapter``;
     ``templates``: those the adapter learned)."""
     from llmrec.files import sha256_file
     from llmrec.training.adapter import MANIFEST, read_manifest
@@ -143,9 +143,15 @@ def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: 
     learned = manifest.get("templates") or {}
     for task in recipe.tasks:
         ours, theirs = templates.get(task), learned.get(task)
-        if ours and theirs and any(theirs.get(k) != ours.get(k) for k in ("version", "sha256") if k in theirs):
-            raise LlmrecError(f"{where}: learned another {task} template (v{theirs.get('version')}) than the data's "
-                              f"(v{ours.get('version')}); prepare the data with the template it learned")  # fmt: skip
+        if not (ours and theirs) or all(theirs.get(k) == ours.get(k) for k in ("version", "sha256") if k in theirs):
+            continue
+        # a later version of the task's template is an upgrade the run teaches (yes_no v2 -> v3);
+        # the same or an earlier version with other text is a template edited or gone back on
+        if theirs.get("name") == ours.get("name") and int(ours.get("version", 0)) > int(theirs.get("version", 0)):
+            continue
+        raise LlmrecError(f"{where}: learned another {task} template (v{theirs.get('version')}) than the data's "
+                          f"(v{ours.get('version')}); prepare the data with the template it learned or a later "
+                          "version of it")  # fmt: skip
     return {"folder": "shipped" if recipe.init_adapter == "shipped" else str(folder.resolve()),
             "sha256": sha256_file(folder / "adapter_model.safetensors"), "data": data,
             "samples": (manifest.get("training") or {}).get("samples"), "templates": learned}  # fmt: skip

@@ -68,6 +68,8 @@ def run_stats(trainer, result, recipe: Recipe, run, precision: str, per_step: in
     segments = token_segments(trainer.state.log_history)
     tokens = sum(segments)
     tokens_here = segments[-1] if resumed_at and segments else tokens
+    if steps <= resumed_at:  # resumed at its last checkpoint: no step ran here, so no rate either
+        seconds = tokens_here = 0
     if not tokens:  # a run shorter than logging_steps logs no count: take it from the tokenized rows
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
         tokens = tokens_here = round(sum(lengths) * samples / max(1, len(lengths)))
