@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,20 +14,29 @@ from llmrec.training.adapter import MANIFEST, read_manifest, shipped_adapter_dir
 from llmrec.training.recipe import from_mapping, load_recipe, servability_problems
 
 
-def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipe():
+def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipes():
     folder = shipped_adapter_dir()
     manifest = read_manifest(folder)
     assert (folder / "adapter_model.safetensors").stat().st_size <= 10_000_000
     assert servability_problems(json.loads((folder / "adapter_config.json").read_text())) == []
-    # keys added to recipes since it was trained take their defaults
-    assert from_mapping(manifest["recipe"], "manifest") == load_recipe("shipped")
-    assert load_recipe(folder / "recipe.yaml") == load_recipe("shipped")
+    # its last stage ran finetune/shipped_stats.yaml's settings (the run was named after the first
+    # stage's recipe, with these as overrides); keys added since take their defaults
+    last = load_recipe("shipped_stats")
+
+    def settings(recipe):
+        return {k: v for k, v in asdict(recipe).items() if k not in ("name", "description")}
+
+    assert settings(from_mapping(manifest["recipe"], "manifest")) == settings(last)
+    assert settings(load_recipe(folder / "recipe.yaml")) == settings(last)
     assert manifest["base_model"]["name"] == "smollm2-135m-instruct"
-    assert manifest["training"]["steps"] == load_recipe("shipped").max_steps
+    assert manifest["training"]["steps"] == last.max_steps
+    # the first stage: finetune/shipped.yaml's 800 steps
+    assert manifest["init_adapter"]["folder"] == "shipped"
+    assert manifest["init_adapter"]["samples"] == load_recipe("shipped").max_steps * load_recipe("shipped").batch_size * 2
     # trained on prompts rendered by templates this package ships (current, or an earlier version kept)
     for task, identity in manifest["templates"].items():
         assert shipped_version(task, identity["version"]).identity() == identity
-    assert set(manifest["metrics"]["valid"]) == set(load_recipe("shipped").tasks)
+    assert set(manifest["metrics"]["valid"]) == set(last.tasks)
 
 
 def test_shipped_adapter_matches_the_embedded_data(ml_small: Path):
