@@ -1,9 +1,9 @@
 """Paired bootstrap of the yes/no AUC difference between two evaluations of the same samples.
 
-    python eval/compare_auc.py RUN_A/predictions.jsonl RUN_B/predictions.jsonl [--system llmrec]
+    python eval/compare_auc.py RUN_A/predictions.jsonl RUN_B/predictions.jsonl [--system llmrec] [--system-b NAME]
 
-Each file is an `llmrec evaluate` predictions.jsonl; the yes/no rows of `--system` in each are
-matched on (user, item). Users are resampled with replacement (2,000 times, seed 0); prints the
+Each file is an `llmrec evaluate` predictions.jsonl; the yes/no rows of `--system` in A and of
+`--system-b` (default: the same) in B are matched on (user, item); A and B may be one file. Users are resampled with replacement (2,000 times, seed 0); prints the
 AUC of A minus B's with its 95% interval, as JSON.
 """
 
@@ -30,8 +30,9 @@ def main() -> None:
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     parser.add_argument("--system", default="llmrec", help="the system whose rows are compared (default: llmrec)")
+    parser.add_argument("--system-b", help="B's system, when it is another (default: --system)")
     args = parser.parse_args()
-    records = rows(args.a, args.system, "a") + rows(args.b, args.system, "b")
+    records = rows(args.a, args.system, "a") + rows(args.b, args.system_b or args.system, "b")
     print(json.dumps(paired_bootstrap_auc(records, "a", "b")))
 
 
