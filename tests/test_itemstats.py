@@ -33,7 +33,7 @@ def test_counts_come_from_the_train_split_only():
     assert stats.context(0) == {"popularity": 75, "users": 3, "liked_share": 67}
     assert stats.context(2) == {"popularity": 0, "users": 0, "liked_share": None}
     assert stats.context(None) is None
-    assert stats.context(9)["users"] == 0  # an item added after the counts: taken by nobody
+    assert stats.context(9) is None  # an item added after the counts: unknown, not unpopular
 
 
 def test_a_train_event_of_its_own_is_taken_out():
@@ -66,6 +66,7 @@ def test_prepared_yes_no_prompts_show_other_users_train_counts(prepared_small: P
     catalog, inter, _ = prepared.read_tables(prepared_small)
     train = inter[inter["split"] == "train"]
     titles = dict(zip(catalog["item_id"], catalog["title"]))
+    liked_counts = train[train["liked"]].groupby("item_id").size().reindex(catalog["item_id"], fill_value=0).to_numpy()
     checked = {"train": 0, "valid": 0, "test": 0}
     for split in checked:
         for r in prepared.load_sft(prepared_small, "yes_no", split):
@@ -74,13 +75,16 @@ def test_prepared_yes_no_prompts_show_other_users_train_counts(prepared_small: P
             assert f'"{titles[r["item_id"]]}": popularity' in r["prompt"]
             others = train[(train["item_id"] == r["item_id"]) & (train["user_id"] != r["user_id"])]
             assert int(match.group(3) or 0) == len(others)
+            # the percentile: catalogue items whose (full) liked count is below the others' likes
+            below = (liked_counts < int(others["liked"].sum())).sum()
+            assert int(match.group(1)) == int(100 * below / len(catalog))
             if len(others):
                 assert int(match.group(2)) == round(100 * others["liked"].sum() / len(others))
             checked[split] += 1
     assert all(checked.values())
 
 
-def test_the_recommender_prompts_with_the_data_s_train_counts(backend, prepared_small: Path):
+def test_the_recommender_prompts_with_the_data_s_train_counts(backend, index, prepared_small: Path):
     from llmrec.data import prepared
     from llmrec.decoding.recommender import Recommender
 
@@ -91,10 +95,16 @@ def test_the_recommender_prompts_with_the_data_s_train_counts(backend, prepared_
     rec.p_yes = lambda prompts: (seen.extend(prompts), real(prompts))[1]
     train = inter[inter["split"] == "train"]
     item = train["item_id"].value_counts().index[0]  # the most taken item
-    p = rec.predict_yes_no([catalog["item_id"].iloc[1]], item)
-    assert 0.0 <= p <= 1.0
+    rec.predict_yes_no([catalog["item_id"].iloc[1]], item)
     match = STATS_LINE.search(seen[0])
     assert match is not None and int(match.group(3)) == (train["item_id"] == item).sum() and int(match.group(1)) >= 90
     seen.clear()
     rec.predict_yes_no([catalog["item_id"].iloc[1]], "A film nobody has heard of (2031)")
     assert "popularity" not in seen[0]  # free text: no counts to show
+    seen.clear()
+    try:
+        rec.add_items(["new-1"], ["A film added today (2026)"])
+        rec.predict_yes_no([catalog["item_id"].iloc[1]], "new-1")
+    finally:
+        backend.set_catalog(index)  # the session's backend goes back to the shared index
+    assert "A film added today (2026)" in seen[0] and "popularity" not in seen[0]  # unknown, not unpopular

@@ -200,7 +200,7 @@ def test_a_run_can_start_from_another_adapters_lora(prepared_small: Path, toy_mo
     path = first / "llmrec_adapter.json"
     learned = json.loads(path.read_text())
     ours = learned["templates"]["yes_no"]
-    for version, allowed in ((ours["version"] - 1, True), (ours["version"], False)):
+    for version, allowed in ((ours["version"] - 1, True), (ours["version"], False), (ours["version"] + 1, False)):
         other = {**ours, "version": version, "sha256": "0" * 64}
         path.write_text(json.dumps({**learned, "templates": {**learned["templates"], "yes_no": other}}))
         run = toy_recipe(toy_model, init_adapter=str(first), **still)

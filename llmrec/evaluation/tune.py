@@ -246,6 +246,10 @@ def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], 
     from llmrec.data import prepared
     from llmrec.evaluation.metrics import auc_only, yes_no_metrics
 
+    learned, data = rec.templates["yes_no"], prepared.read_manifest(folder).get("templates", {}).get("yes_no", {})
+    if data.get("sha256") not in (None, learned.sha256):  # the fusion would be fitted on prompts the model never reads
+        raise LlmrecError(f"{folder}: its yes/no prompts use template v{data.get('version')}, the model learned "
+                          f"v{learned.version}; prepare the data with that template to tune yes/no on it")  # fmt: skip
     rows = [r for r in prepared.load_sft(folder, "yes_no", "valid") if str(r["user_id"]) in pairs_all]
     if len({int(r["label"]) for r in rows}) < 2:
         raise LlmrecError(f"{folder}: the valid yes/no samples need both labels to fit the fusion")

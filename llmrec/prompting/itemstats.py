@@ -8,10 +8,12 @@ like of its own and an unseen negative none, a difference no held-out request ha
 
 What a template receives (``target_stats``; None when nothing is known, e.g. a free-text item):
 
-- ``popularity``: 0-100, the share of catalogue items liked by fewer other users (a percentile,
-  comparable across data sets of any size);
+- ``popularity``: 0-100, the share of catalogue items liked by fewer users than the target's
+  other users who liked it (a percentile, comparable across data sets of any size);
 - ``users``: how many other users took the item in train;
 - ``liked_share``: the percentage of those who liked it (None when ``users`` is 0).
+
+None (no line) for a free-text target and for items added after the counts (``add_items``).
 """
 
 from __future__ import annotations
@@ -41,13 +43,12 @@ class ItemStats:
 
     def context(self, row: int | None, without: bool | None = None) -> dict[str, Any] | None:
         """What a template shows for catalogue row ``row``; ``without``: the row's own train event
-        to take out (its liked flag), None when the user has none. An item added after the counts
-        (a row past them) shows as taken by nobody."""
-        if row is None:
+        to take out (its liked flag), None when the user has none. None for an item added after
+        the counts (a row past them): unknown, not unpopular; "taken by nobody" would dress it as
+        the rare items most sampled negatives are."""
+        if row is None or not 0 <= row < len(self.count):
             return None
-        known = 0 <= row < len(self.count)
-        users = int(self.count[row]) if known else 0
-        liked = int(self.liked[row]) if known else 0
+        users, liked = int(self.count[row]), int(self.liked[row])
         if without is not None:
             users, liked = users - 1, liked - int(without)
         popularity = int(100 * np.searchsorted(self._sorted, liked, side="left") / max(1, len(self._sorted)))
