@@ -37,8 +37,9 @@ class ItemStats:
         """Counts over ``interactions``' train split, in ``catalog``'s row order."""
         train = interactions[interactions["split"] == "train"]
         rows = pd.Index(catalog["item_id"].astype(str))
-        count = train.groupby("item_id").size().reindex(rows, fill_value=0)
-        liked = train[train["liked"]].groupby("item_id").size().reindex(rows, fill_value=0)
+        items = train["item_id"].astype(str)  # ids compared as text on both sides
+        count = items.value_counts().reindex(rows, fill_value=0)
+        liked = items[train["liked"].to_numpy(dtype=bool)].value_counts().reindex(rows, fill_value=0)
         return cls(count.to_numpy(), liked.to_numpy())
 
     def context(self, row: int | None, without: bool | None = None) -> dict[str, Any] | None:
