@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from llmrec.data.split import item_statistics
 from llmrec.errors import LlmrecError
 
 GUIDE_DIR = "cf"
@@ -198,18 +199,6 @@ def train_and_valid(catalog, interactions) -> tuple[list[str], list[list[int]], 
     train = [[i for i, s in zip(v["items"], v["split"]) if s == "train"] for v in seqs.values()]
     valid = [p for v in seqs.values() if (p := prepared.history_and_target(v, "valid")) is not None and p[0]]
     return item_ids, train, valid
-
-
-def item_statistics(interactions, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per item of ``item_ids``: its interactions in the train split and how many were liked."""
-    train = interactions[interactions["split"] == "train"]
-    position = {str(i): n for n, i in enumerate(item_ids)}
-    at = train["item_id"].astype(str).map(position)
-    known = at.notna().to_numpy()
-    at = at[known].astype(np.int64).to_numpy()
-    liked = train["liked"].to_numpy()[known].astype(np.float64)
-    return {"count": np.bincount(at, minlength=len(item_ids)).astype(np.float64),
-            "liked": np.bincount(at, weights=liked, minlength=len(item_ids))}  # fmt: skip
 
 
 # log p_CF below this is taken as this where it feeds a fusion (a repeat of a history item has -inf)

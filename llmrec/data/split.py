@@ -1,6 +1,9 @@
-"""Chronological leave-one-out: per user, the last event is test, the one before valid, the rest train."""
+"""Chronological leave-one-out: per user, the last event is test, the one before valid, the rest train;
+and the per-item counts of the train split that the guide's fusion and the yes/no prompt read."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,3 +70,15 @@ def leave_one_out(interactions: pd.DataFrame, ordered: bool = True) -> tuple[pd.
     split = np.where(long_enough & (from_end == 0), "test", np.where(long_enough & (from_end == 1), "valid", "train"))
     df["split"] = split
     return df.reset_index(drop=True), rule
+
+
+def item_statistics(interactions, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per item of ``item_ids``: its interactions in the train split and how many were liked."""
+    train = interactions[interactions["split"] == "train"]
+    position = {str(i): n for n, i in enumerate(item_ids)}
+    at = train["item_id"].astype(str).map(position)
+    known = at.notna().to_numpy()
+    at = at[known].astype(np.int64).to_numpy()
+    liked = train["liked"].to_numpy()[known].astype(np.float64)
+    return {"count": np.bincount(at, minlength=len(item_ids)).astype(np.float64),
+            "liked": np.bincount(at, weights=liked, minlength=len(item_ids))}  # fmt: skip

@@ -322,8 +322,9 @@ def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) 
     an adapter trained before it kept them); the manifest's ``cf.bytes`` follows."""
     import warnings
 
-    from llmrec.collab.guide import GUIDE_DIR, item_statistics
+    from llmrec.collab.guide import GUIDE_DIR
     from llmrec.data import prepared
+    from llmrec.data.split import item_statistics
     from llmrec.errors import LlmrecWarning
 
     if manifest.get("data", {}).get("interactions_hash") != rec.info.get("hashes", {}).get("interactions"):

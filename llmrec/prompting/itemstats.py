@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec.data.split import item_statistics
+
 
 class ItemStats:
     """Each catalogue row's train-split counts: users who took it and users who liked it."""
@@ -35,12 +37,8 @@ class ItemStats:
     @classmethod
     def from_interactions(cls, catalog: pd.DataFrame, interactions: pd.DataFrame) -> ItemStats:
         """Counts over ``interactions``' train split, in ``catalog``'s row order."""
-        train = interactions[interactions["split"] == "train"]
-        rows = pd.Index(catalog["item_id"].astype(str))
-        items = train["item_id"].astype(str)  # ids compared as text on both sides
-        count = items.value_counts().reindex(rows, fill_value=0)
-        liked = items[train["liked"].to_numpy(dtype=bool)].value_counts().reindex(rows, fill_value=0)
-        return cls(count.to_numpy(), liked.to_numpy())
+        counts = item_statistics(interactions, catalog["item_id"].astype(str).tolist())
+        return cls(counts["count"], counts["liked"])
 
     def context(self, row: int | None, without: bool | None = None) -> dict[str, Any] | None:
         """What a template shows for catalogue row ``row``; ``without``: the row's own train event
