@@ -89,6 +89,9 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
     assert table[f"{fusion['lambda']:g}"]["ndcg@10"] == best
     assert fusion["mode"] == ("cf" if fusion["valid"]["cf_alone"]["ndcg@10"] > fusion["valid"]["held_out"]["ndcg@10"]
                               else "rerank")  # fmt: skip
+    by_exponent = fusion["valid"]["popularity"]["by_exponent"]  # the popularity exponent, on the guide alone
+    assert fusion["popularity"] in (0, 0.25, 0.5, 0.75, 1, 1.5, 2) and len(by_exponent) == 7
+    assert by_exponent[f"{fusion['popularity']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in by_exponent.values())
     by_score = fusion["valid"]["held_out_by_llm_score"]
     assert set(by_score) == {"sum", "pmi"} and by_score[fusion["llm_score"]] == max(by_score.values())
     assert fusion["valid"]["held_out"]["ndcg@10"] == by_score[fusion["llm_score"]]
@@ -299,6 +302,7 @@ def test_an_older_adapter_fuses_with_a_b_c_and_tune_adds_its_item_statistics(fus
     manifest_path = copy / "llmrec_adapter.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["fusion"]["yes_no"] = {"a": 1.5, "b": 0.2, "c": 0.7, "valid": {}}
+    manifest["fusion"].pop("popularity")  # nor the popularity exponent that came later
     manifest_path.write_text(json.dumps(manifest))
     rec = Recommender.load(copy, prepared_small, device="cpu")
     history, target = rec.resolve(["1", "2"]), rec.position["3"]
@@ -324,10 +328,25 @@ def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared
     copy = tmp_path / "adapter"
     shutil.copytree(fused_adapter[0], copy)
     (copy / "cf" / "item_stats.safetensors").unlink()
-    with pytest.raises(LlmrecError, match="item_stats.safetensors: missing"):
-        Recommender.load(copy, prepared_small, device="cpu")
     manifest_path = copy / "llmrec_adapter.json"
     manifest = json.loads(manifest_path.read_text())
+    with_items = manifest["fusion"]["yes_no"]
+    manifest["fusion"]["yes_no"] = {"features": ["llm", "cf"], "coef": [1.0, 0.1], "intercept": 0.0}
+    for beta, error in ((0.5, "item_stats.safetensors: missing, and the adapter's next-item fusion"),
+                        (-1, "llmrec_adapter.json: fusion.popularity must be a number >= 0"), (0, None)):  # fmt: skip
+        manifest["fusion"]["popularity"] = beta
+        manifest_path.write_text(json.dumps(manifest))
+        if error is None:
+            assert Recommender.load(copy, prepared_small, device="cpu").fusion["popularity"] == 0
+            continue
+        with pytest.raises(LlmrecError, match=error):
+            Recommender.load(copy, prepared_small, device="cpu")
+    manifest["fusion"]["yes_no"] = {**with_items, "features": ["llm", "cf", "popularity", "liked"]}
+    manifest["fusion"]["yes_no"]["coef"] = [*with_items["coef"][:2], 0.1, 0.1]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(LlmrecError, match="item_stats.safetensors: missing, and the adapter's yes/no"):
+        Recommender.load(copy, prepared_small, device="cpu")
+    manifest["fusion"]["yes_no"] = with_items
     manifest["fusion"]["yes_no"]["coef"] = manifest["fusion"]["yes_no"]["coef"][:1]
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(LlmrecError, match="fusion.yes_no: expected one finite coef per feature"):
@@ -409,14 +428,15 @@ def test_tuning_cannot_see_the_test_events(fused_adapter, prepared_small, tmp_pa
     (copy / "cf" / "item_stats.safetensors").unlink()
     manifest_path = copy / "llmrec_adapter.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest["fusion"]["yes_no"]
+    del manifest["fusion"]["yes_no"], manifest["fusion"]["popularity"]
     manifest_path.write_text(json.dumps(manifest))
     again = tune(TuneOptions(model=copy, data=str(changed), device="cpu", users=12, candidates=10,
                              lambdas=["0", "0.5", "100"], progress=False))  # fmt: skip
     assert (copy / "cf" / "item_stats.safetensors").is_file()
-    for key in ("lambda", "mode", "rerank_candidates"):
+    for key in ("lambda", "mode", "rerank_candidates", "popularity"):
         assert again[key] == fusion[key]
     assert again["valid"]["by_lambda"] == fusion["valid"]["by_lambda"]
+    assert again["valid"]["popularity"] == fusion["valid"]["popularity"]
     assert again["yes_no"]["features"] == fusion["yes_no"]["features"]
     assert again["yes_no"]["coef"] == pytest.approx(fusion["yes_no"]["coef"], abs=1e-9)
     assert again["yes_no"]["intercept"] == pytest.approx(fusion["yes_no"]["intercept"], abs=1e-9)

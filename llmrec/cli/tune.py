@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         sizes = "  ".join(f"{n}: {m['ndcg@10']:.4f} (lambda {m['lambda']:g}, recall {m['candidate_recall']:.1%})"
                           for n, m in fusion["valid"]["by_candidates"].items())
         print(f"  NDCG@10 by candidates: {sizes}")
+        if popularity := fusion["valid"].get("popularity"):
+            line = "  ".join(f"{beta}: {m['ndcg@10']:.4f}" for beta, m in popularity["by_exponent"].items())
+            print(f"  the collaborative model alone over the catalogue, NDCG@10 by popularity exponent: {line}; "
+                  f"chosen {fusion['popularity']:g}")
         print(f"  the collaborative model alone: {fusion['valid']['cf_alone']['ndcg@10']:.4f}")
         if by_score := fusion["valid"].get("held_out_by_llm_score"):
             scores = "  ".join(f"{kind}: {ndcg:.4f}" for kind, ndcg in by_score.items())

@@ -105,7 +105,7 @@ class Guide:
         """``stats`` in catalogue order; an item the model never saw gets the median of each
         (no opinion, as in :meth:`log_scores`), not the zero of an item nobody took."""
         if self.stats is None:
-            raise LlmrecError(f"{GUIDE_DIR}/{STATS}: missing; the yes/no fusion needs it (llmrec tune adds it)")
+            raise LlmrecError(f"{GUIDE_DIR}/{STATS}: missing; the fusion needs it (llmrec tune adds it)")
         to_model, known = self._bind(catalogue_ids)
         out = {}
         for name, values in self.stats.items():
@@ -133,17 +133,22 @@ class Guide:
         to_model, _ = self._bind(catalogue_ids)
         return any(0 <= i < len(to_model) and to_model[i] >= 0 for i in history)
 
-    def log_scores(self, histories: Sequence[Sequence[int]], catalogue_ids: Sequence[str]) -> np.ndarray:
+    def log_scores(self, histories: Sequence[Sequence[int]], catalogue_ids: Sequence[str],
+                   popularity: float = 0.0) -> np.ndarray:  # fmt: skip
         """(histories, catalogue items) log-weights; histories are catalogue positions, oldest first.
 
         History items the model never saw are left out of its input; catalogue items it never
-        saw get the row's median weight (no opinion), so they stay reachable.
+        saw get the row's median weight (no opinion), so they stay reachable. ``popularity``
+        (beta, the next-item fusion's tuned exponent) adds ``beta * log(1 + train interactions)``
+        to each item's weight: ``p_CF(item) * (1 + n_item) ** beta`` once normalised.
         """
         to_model, known = self._bind(catalogue_ids)
         inputs = [[int(to_model[i]) for i in h if 0 <= i < len(to_model) and to_model[i] >= 0] for h in histories]
         scores = np.asarray(self.model.log_scores(inputs), dtype=np.float64)
         out = np.repeat(np.median(scores, axis=1, keepdims=True), len(catalogue_ids), axis=1)
         out[:, known] = scores[:, to_model[known]]
+        if popularity:
+            out += popularity * np.log1p(self.item_stats(catalogue_ids)["count"])
         return out
 
 
@@ -252,6 +257,15 @@ def yes_no_features(guide: Guide, p_llm, histories: Sequence[Sequence[int]], tar
         else:
             raise LlmrecError(f"fusion.yes_no.features: unknown input '{name}' (known: {', '.join(YES_NO_FEATURES)})")
     return np.column_stack(columns) if columns else np.empty((len(targets), 0))
+
+
+def popularity_exponent(fusion: dict[str, Any], where: str) -> float:
+    """The next-item fusion's popularity exponent (``fusion.popularity``; 0 when absent, as in
+    adapters tuned before it)."""
+    value = fusion.get("popularity", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise LlmrecError(f"{where}: fusion.popularity must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def fusion_inputs(weights: dict[str, Any]) -> tuple[list[str], np.ndarray, float]:

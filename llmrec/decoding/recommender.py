@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec.collab.guide import Guide, fuse_yes_no, fusion_inputs, normalised, top
+from llmrec.collab.guide import (
+    Guide,
+    fuse_yes_no,
+    fusion_inputs,
+    normalised,
+    popularity_exponent,
+    top,
+)
 from llmrec.data import prepared
 from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
@@ -149,6 +156,10 @@ class Recommender:
             if {"popularity", "liked"} & set(names) and guide.stats is None:
                 raise LlmrecError(f"{adapter_dir / 'cf' / 'item_stats.safetensors'}: missing, and the adapter's yes/no "
                                   "fusion reads it (run llmrec tune --tasks yes_no to rebuild it)")  # fmt: skip
+        if guide is not None and popularity_exponent(adapter.get("fusion") or {}, str(adapter_dir / ADAPTER_MANIFEST)):
+            if guide.stats is None:
+                raise LlmrecError(f"{adapter_dir / 'cf' / 'item_stats.safetensors'}: missing, and the adapter's "
+                                  "next-item fusion reads it (run llmrec tune --tasks next_item to rebuild it)")  # fmt: skip
         rec = cls(engine, catalog, interactions, info, adapter, guide)
         if adapter:
             rec.scorer.model = model_key(adapter_dir, base)  # what stored priors must have been computed with
@@ -242,7 +253,9 @@ class Recommender:
         collaborative model alone), ``generate`` (constrained beam search scoring
         ``log p_LLM(title) + lambda * log p_CF(item)``), ``rerank`` (the collaborative model's
         top ``rerank_candidates`` rescored with the same sum), ``auto`` (the adapter's tuned
-        choice; ``llm`` without a collaborative model). ``guide_weight`` overrides the tuned lambda
+        choice; ``llm`` without a collaborative model). Where the fusion has a popularity exponent
+        beta, ``p_CF`` is the collaborative model's distribution times ``(1 + train interactions) **
+        beta``, renormalised, in every mode but ``llm``. ``guide_weight`` overrides the tuned lambda
         (tuned in rerank mode; generate uses the same). A history none of whose items the
         collaborative model has seen is answered by the LLM alone. ``unknown_items``: what becomes
         of history references outside the catalogue (``keep`` them in the prompt as text, ``drop``,
@@ -274,7 +287,8 @@ class Recommender:
         modes = [mode if mode == "llm" or self.guide.knows(h, self.item_ids) else "llm" for h in positions]
         prompts = [self._prompt("next_item", h, {}) if m != "cf" else "" for h, m in zip(entries, modes)]
         guided = [r for r, m in enumerate(modes) if m != "llm"]
-        cf = dict(zip(guided, self.guide.log_scores([positions[r] for r in guided], self.item_ids))) if guided else {}
+        beta = float(self.fusion.get("popularity", 0.0))  # the tuned popularity exponent (Guide.log_scores)
+        cf = dict(zip(guided, self.guide.log_scores([positions[r] for r in guided], self.item_ids, beta))) if guided else {}
         ranked: list[list[tuple[int, float]]] = [[] for _ in positions]
         searched = [r for r, m in enumerate(modes) if m in ("llm", "generate")]
         requests = [ItemSearch(prompts[r], excluded[r], guide=cf.get(r), guide_weight=lam if modes[r] == "generate" else 0.0)

@@ -9,6 +9,10 @@ n of the scored lists): fewer candidates mean less LLM work per request. So is t
 title's log-probability or that less its prior (``pmi``, see ``llmrec.decoding.scoring``), and
 whether the LLM takes part at all: both on held-out valid users (``choose_next_item``). With
 ``pmi``, every catalogue title's prior is then stored in the adapter (``priors.safetensors``).
+Before all this, the collaborative distribution's popularity exponent beta (``p_CF(item) * (1 +
+train interactions) ** beta``, renormalised) is chosen by the collaborative model's own valid
+NDCG@10 over the whole catalogue, on every valid user (``choose_popularity``: no LLM work); its
+candidates and ``log p_CF`` follow it.
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
 e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
 yes/no samples; the item statistics go in only when they score better on held-out valid users.
@@ -34,6 +38,8 @@ from llmrec.options import option, parse_list
 
 # lambda = 0 is the LLM alone (within the candidates); the largest is the collaborative order
 LAMBDAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
+# the popularity exponent's grid (0: the collaborative model's own distribution)
+POPULARITY = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 @dataclass(kw_only=True)
@@ -43,11 +49,16 @@ class TuneOptions:
     model: Path = option(help="an llmrec adapter folder with a collaborative model (cf/)", parse=Path)
     data: str | None = option(None, "the prepared folder it was trained on (default: embedded ml-latest-small)")
     device: str | None = option(None, "cpu or cuda (default: cuda when available)")
-    users: int = option(0, "valid users for the next-item lambda (0 = all), drawn with --seed")
+    users: int = option(0, "valid users for the next-item lambda (0 = all), drawn with --seed; the popularity "
+                        "exponent is chosen on all")  # fmt: skip
     seed: int = option(0, "seed of the user sample")
     candidates: int = option(50, "collaborative candidates the LLM rescores (rerank mode)")
     lambdas: list[str] = option(default_factory=lambda: [str(x) for x in LAMBDAS], parse=parse_list,
                                 help="the lambda grid, comma-separated")  # fmt: skip
+    popularity: list[str] = option(default_factory=lambda: [str(x) for x in POPULARITY], parse=parse_list,
+                                   help="the grid of the next-item popularity exponent beta (p_CF times (1 + train "
+                                   "interactions) ** beta), comma-separated; 0 alone keeps the collaborative "
+                                   "model's distribution")  # fmt: skip
     tasks: list[str] = option(default_factory=lambda: ["next_item", "yes_no"], parse=parse_list,
                               help="what to tune: next_item,yes_no")  # fmt: skip
     cf: str | None = option(None, "first fit a new collaborative model on --data's train split (auto, sasrec, itemknn, "
@@ -60,14 +71,20 @@ class TuneOptions:
                                    "title's log-probability), pmi (that less the title's prior)")  # fmt: skip
     progress: bool = option(True, "no progress bars", flag="--no-progress")
     grid: list[float] = option(default_factory=list, cli=False)
+    betas: list[float] = option(default_factory=list, cli=False)
 
     def __post_init__(self) -> None:
-        try:
-            self.grid = sorted({float(x) for x in self.lambdas})
-        except ValueError:
-            raise LlmrecError(f"--lambdas: expected numbers, got {','.join(self.lambdas)}") from None
-        if not self.grid or any(not np.isfinite(x) or x < 0 for x in self.grid):
-            raise LlmrecError("--lambdas: every lambda must be a finite number >= 0")
+        for flag, values in (("--lambdas", self.lambdas), ("--popularity", self.popularity)):
+            try:
+                grid = sorted({float(x) for x in values})
+            except ValueError:
+                raise LlmrecError(f"{flag}: expected numbers, got {','.join(values)}") from None
+            if not grid or any(not np.isfinite(x) or x < 0 for x in grid):
+                raise LlmrecError(f"{flag}: every value must be a finite number >= 0")
+            if flag == "--lambdas":
+                self.grid = grid
+            else:
+                self.betas = grid
         if self.candidates < 1 or self.users < 0:
             raise LlmrecError("--candidates must be >= 1 and --users >= 0")
         if self.cf_max_mb is not None and not (np.isfinite(self.cf_max_mb) and self.cf_max_mb >= 0):
@@ -94,15 +111,52 @@ def valid_pairs(rec, folder: Path, users: int, seed: int) -> dict[str, tuple[lis
     return {u: p for u in chosen if (p := prepared.history_and_target(seqs[u], "valid")) is not None and p[0]}
 
 
-def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOptions) -> dict[str, Any]:
+def choose_popularity(rec, pairs: dict[str, tuple[list[int], int]], betas: Sequence[float],
+                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The popularity exponent with the best valid NDCG@10 of the collaborative model alone over
+    the whole catalogue (history excluded, ties against the target; the smaller on a tie), and
+    for the record the same choice held out (each half of the users scored by the other's)."""
+    from llmrec.evaluation.metrics import rank_from_scores
+
+    pop = np.log1p(rec.guide.item_stats(rec.item_ids)["count"]) if any(betas) else np.zeros(len(rec.item_ids))
+    values = list(pairs.values())
+    ranks = np.empty((len(values), len(betas)))
+    for start in range(0, len(values), 64):  # the collaborative model scores a batch of histories at once
+        chunk = values[start : start + 64]
+        for n, ((history, target), row) in enumerate(zip(chunk, rec.guide.log_scores([h for h, _ in chunk], rec.item_ids))):
+            for j, beta in enumerate(betas):
+                ranks[start + n, j] = rank_from_scores(row + beta * pop, target, history)
+    by_beta = {f"{b:g}": _metrics(ranks[:, j].tolist()) for j, b in enumerate(betas)}
+
+    def pick(rows: np.ndarray) -> int:
+        return max(range(len(betas)), key=lambda j: (_metrics(ranks[rows, j].tolist())["ndcg@10"], -betas[j]))
+
+    held, chosen_by_fold = [0.0] * len(values), []
+    if len(values) >= 2:
+        folds = np.random.default_rng(seed).permutation(len(values)) % 2
+        for fold in (0, 1):
+            j = pick(np.flatnonzero(folds != fold))
+            chosen_by_fold.append(betas[j])
+            for k in np.flatnonzero(folds == fold):
+                held[k] = ranks[k, j]
+    best = betas[pick(np.arange(len(values)))]
+    return {"popularity": best, "by_exponent": by_beta,
+            "held_out": {**_metrics(held), "chosen_by_fold": chosen_by_fold} if chosen_by_fold else None}  # fmt: skip
+
+
+def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOptions,
+                   every: dict[str, tuple[list[int], int]] | None = None) -> dict[str, Any]:  # fmt: skip
     """NDCG@10 and HR@10 of rerank mode for every lambda of the grid on the valid ``pairs``; the
-    chosen fusion (:func:`choose_next_item`)."""
+    chosen fusion (:func:`choose_next_item`), over the collaborative distribution of the popularity
+    exponent chosen on ``every`` valid user (:func:`choose_popularity`: no LLM work; default ``pairs``)."""
     from tqdm.auto import tqdm
 
+    popularity = choose_popularity(rec, every or pairs, options.betas, options.seed)
+    beta = popularity.pop("popularity")
     scored = []
     began = time.perf_counter()
     for history, target in tqdm(pairs.values(), desc="tune next_item", disable=not options.progress):
-        cf = normalised(rec.guide.log_scores([history], rec.item_ids)[0], history)
+        cf = normalised(rec.guide.log_scores([history], rec.item_ids, beta)[0], history)
         cands = [i for i, _ in top(cf, options.candidates)]
         llm = np.asarray(rec.rerank_scores(rec._prompt("next_item", history, {}), cands))
         scored.append((cands, llm, cf[cands], target))
@@ -113,8 +167,9 @@ def tune_next_item(rec, pairs: dict[str, tuple[list[int], int]], options: TuneOp
         prior = dict(zip(distinct, rec.title_priors(distinct)))
         priors = [np.array([prior[i] for i in cands]) for cands, _, _, _ in scored]
     chosen = choose_next_item(scored, options.grid, options.candidates, options.seed, priors, options.llm_scores)
-    chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates)
-    return chosen
+    chosen["valid"].update(seconds_per_user=round(per_user_s, 3), seconds_per_user_at=options.candidates,
+                           popularity=popularity)  # fmt: skip
+    return {"popularity": beta, **chosen}
 
 
 def _rank(user: tuple[list[int], np.ndarray, np.ndarray, int], n: int, lam: float) -> float:
@@ -372,13 +427,15 @@ def tune(options: TuneOptions) -> dict[str, Any]:
         raise LlmrecError(f"{options.model}: no collaborative model (cf/) to fuse with; train with --cf or tune with --cf")
     manifest = json.loads(manifest_path.read_text())
     fusion = dict(manifest.get("fusion") or {})
+    if rec.guide.stats is None and ("yes_no" in options.tasks or any(options.betas)):  # an adapter from before them
+        _add_item_stats(rec, manifest, folder, Path(options.model))
+    every = valid_pairs(rec, folder, 0, options.seed)
     if "next_item" in options.tasks:
-        fusion.update(tune_next_item(rec, valid_pairs(rec, folder, options.users, options.seed), options))
+        pairs = valid_pairs(rec, folder, options.users, options.seed) if options.users else every
+        fusion.update(tune_next_item(rec, pairs, options, every))
         _store_priors(rec, fusion, Path(options.model), options.progress)
     if "yes_no" in options.tasks:
-        if rec.guide.stats is None:  # an adapter trained before the guide kept them
-            _add_item_stats(rec, manifest, folder, Path(options.model))
-        fusion["yes_no"] = tune_yes_no(rec, folder, valid_pairs(rec, folder, 0, options.seed), options.seed)
+        fusion["yes_no"] = tune_yes_no(rec, folder, every, options.seed)
     fusion["tuned_on"] = {"data": str(folder), "split": "valid",
                           "data_manifest": rec.info.get("hashes", {})}  # fmt: skip
     manifest["fusion"] = fusion
