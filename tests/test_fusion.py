@@ -46,7 +46,7 @@ def test_a_fusion_tuned_before_the_item_statistics_still_reads():
 def test_held_out_fusion_scores_never_see_their_own_labels():
     """Each half of the users is scored by weights fitted on the other half: changing the labels
     of one half moves the other half's scores and never its own."""
-    from llmrec.evaluation.tune import held_out
+    from llmrec.evaluation.yes_no_fusion import held_out
 
     rng = np.random.default_rng(0)
     users = [f"u{n % 40}" for n in range(400)]
@@ -91,6 +91,7 @@ def test_tune_writes_the_fusion_into_the_adapter(fused_adapter, prepared_small):
                               else "rerank")  # fmt: skip
     by_exponent = fusion["valid"]["popularity"]["by_exponent"]  # the popularity exponent, on the guide alone
     assert fusion["popularity"] in (0, 0.25, 0.5, 0.75, 1, 1.5, 2) and len(by_exponent) == 7
+    assert fusion["valid"]["popularity"]["users"] > fusion["valid"]["users"] == 12  # every valid user, not --users
     assert by_exponent[f"{fusion['popularity']:g}"]["ndcg@10"] == max(m["ndcg@10"] for m in by_exponent.values())
     by_score = fusion["valid"]["held_out_by_llm_score"]
     assert set(by_score) == {"sum", "pmi"} and by_score[fusion["llm_score"]] == max(by_score.values())
@@ -324,6 +325,7 @@ def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared
 
     from llmrec.decoding.recommender import Recommender
     from llmrec.errors import LlmrecError
+    from llmrec.evaluation.tune import TuneOptions, tune
 
     copy = tmp_path / "adapter"
     shutil.copytree(fused_adapter[0], copy)
@@ -341,6 +343,11 @@ def test_a_fusion_the_adapter_cannot_apply_fails_at_load(fused_adapter, prepared
             continue
         with pytest.raises(LlmrecError, match=error):
             Recommender.load(copy, prepared_small, device="cpu")
+        if beta > 0:  # what the message says to do: tune counts them again before it loads the adapter
+            tune(TuneOptions(model=copy, data=str(prepared_small), device="cpu", tasks=["next_item"], users=12,
+                             candidates=10, lambdas=["0", "100"], progress=False))  # fmt: skip
+            assert Recommender.load(copy, prepared_small, device="cpu").guide.stats is not None
+            (copy / "cf" / "item_stats.safetensors").unlink()
     manifest["fusion"]["yes_no"] = {**with_items, "features": ["llm", "cf", "popularity", "liked"]}
     manifest["fusion"]["yes_no"]["coef"] = [*with_items["coef"][:2], 0.1, 0.1]
     manifest_path.write_text(json.dumps(manifest))

@@ -66,7 +66,7 @@ def test_every_guided_mode_reads_the_tuned_exponent(counted):
         got = rec.recommend(history, 8)
         assert [rec.position[r.item_id] for r in got] == [i for i, _ in expected]
         assert [r.score for r in got] == pytest.approx([s for _, s in expected], abs=1e-9)
-        assert [i for i, _ in expected] != [i for i, _ in top(normalised(plain, positions), 8)]  # the exponent moved it
+        assert {i for i, _ in expected} != {i for i, _ in top(normalised(plain, positions), 8)}  # other candidates
         # rerank: the candidates and log p_CF are the exponent's too
         rec.fusion = {"mode": "rerank", "popularity": 1.5, "lambda": 0.5, "rerank_candidates": 8}
         cf = dict(expected)
@@ -74,8 +74,48 @@ def test_every_guided_mode_reads_the_tuned_exponent(counted):
         fused = sorted(((c, s + 0.5 * cf[c]) for c, s in zip(cf, rec.rerank_scores(prompt, list(cf)))), key=lambda p: -p[1])
         got = rec.recommend(history, 4)
         assert [rec.position[r.item_id] for r in got] == [c for c, _ in fused[:4]]
+        assert [r.score for r in got] == pytest.approx([s for _, s in fused[:4]], abs=1e-5)
     finally:
         rec.fusion = {}
+
+
+def test_generate_mode_hands_the_backend_the_exponents_weights(counted, monkeypatch):
+    rec, history = counted, ["1", "2", "3"]
+    positions = rec.resolve(history)
+    seen = []
+
+    def top_items(requests, k, length_normalize=False):
+        seen.extend(requests)
+        return [[] for _ in requests]
+
+    monkeypatch.setattr(rec.backend, "top_items", top_items)
+    try:
+        for beta in (0.0, 1.5):
+            rec.fusion = {"mode": "generate", "popularity": beta, "lambda": 2.0}
+            rec.recommend(history, 5)
+    finally:
+        rec.fusion = {}
+    plain = rec.guide.log_scores([positions], rec.item_ids)[0]
+    np.testing.assert_allclose(seen[0].guide, plain)
+    np.testing.assert_allclose(seen[1].guide, plain + 1.5 * np.log1p(rec.guide.stats["count"]))
+    assert seen[1].guide_weight == 2.0 and sorted(seen[1].excluded) == sorted(positions)
+
+
+def test_yes_no_ignores_the_exponent(counted):
+    """The yes/no fusion reads log p_CF(target) of the collaborative model's own distribution (it has
+    the item counts as inputs of its own)."""
+    rec = counted
+    weights = {"features": ["llm", "cf"], "coef": [1.0, 0.5], "intercept": 0.2}
+    try:
+        answers = []
+        for beta in (0.0, 2.0):
+            rec.fusion = {"mode": "cf", "popularity": beta, "yes_no": weights}
+            answers.append(rec.predict_yes_no(["1", "2"], "3"))
+        rec.fusion = {}
+        alone = rec.predict_yes_no(["1", "2"], "3")
+    finally:
+        rec.fusion = {}
+    assert answers[0] == answers[1] != alone
 
 
 def test_tune_picks_the_exponent_the_valid_targets_reward():
@@ -89,7 +129,8 @@ def test_tune_picks_the_exponent_the_valid_targets_reward():
         rec = SimpleNamespace(guide=Guide("flat", model, ids, {}, stats), item_ids=ids)
         return choose_popularity(rec, pairs, list(betas))
 
-    # the model has no opinion, the valid items are popular: any exponent ranks them first (the smaller kept)
+    # the model has no opinion, the valid items are the two most popular: any exponent ranks them
+    # first and second (the smaller exponent kept); without one they tie with every item
     got = chosen(Flat(n), {f"u{u}": ([5], u % 2) for u in range(10)})
     assert got["popularity"] == 0.25
     assert got["by_exponent"]["0"]["ndcg@10"] == pytest.approx(1 / np.log2(6), abs=1e-5)  # ties count against: 5th of 5
@@ -115,6 +156,6 @@ def test_the_exponent_must_be_a_number_at_least_zero():
     for bad in (-0.5, "1", True, float("nan")):
         with pytest.raises(LlmrecError, match="m: fusion.popularity must be a number >= 0"):
             popularity_exponent({"popularity": bad}, "m")
-    with pytest.raises(LlmrecError, match="--popularity: every value"):
-        TuneOptions(model="x", popularity=["0", "-1"])
-    assert TuneOptions(model="x", popularity=["1", "0", "1"]).betas == [0.0, 1.0]
+    with pytest.raises(LlmrecError, match="--popularity-exponents: every value"):
+        TuneOptions(model="x", popularity_exponents=["0", "-1"])
+    assert TuneOptions(model="x", popularity_exponents=["1", "0", "1"]).betas == [0.0, 1.0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmrec.decoding.recommender import LoadOptions
+from llmrec.decoding.loading import LoadOptions
 from llmrec.options import add_arguments, from_args
 
 

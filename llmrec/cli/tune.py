@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tune",
         help="choose lambda and the yes/no fusion weights on the valid split",
         description="Fit how an adapter's LLM and its collaborative model (cf/) are combined, on the valid split "
-        "only: lambda of llm + lambda * log p_CF (rerank mode, a grid; llm: the title's log-probability, or that "
+        "only: the popularity exponent beta of the collaborative distribution (p_CF times (1 + train interactions) "
+        "** beta, by the collaborative model's own NDCG@10), "
+        "lambda of llm + lambda * log p_CF (rerank mode, a grid; llm: the title's log-probability, or that "
         "less its prior, chosen on held-out users) and the yes/no weights (Platt "
         "scaling of the LLM, the collaborative score and, when they help on held-out valid users, the item's train "
         "counts). The result goes into the adapter's manifest (fusion); recommend, predict and evaluate use it.",
@@ -41,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  NDCG@10 by candidates: {sizes}")
         if popularity := fusion["valid"].get("popularity"):
             line = "  ".join(f"{beta}: {m['ndcg@10']:.4f}" for beta, m in popularity["by_exponent"].items())
-            print(f"  the collaborative model alone over the catalogue, NDCG@10 by popularity exponent: {line}; "
-                  f"chosen {fusion['popularity']:g}")
+            print(f"  the collaborative model alone over the catalogue ({popularity['users']} valid users), NDCG@10 by "
+                  f"popularity exponent: {line}; chosen {fusion['popularity']:g}")
         print(f"  the collaborative model alone: {fusion['valid']['cf_alone']['ndcg@10']:.4f}")
         if by_score := fusion["valid"].get("held_out_by_llm_score"):
             scores = "  ".join(f"{kind}: {ndcg:.4f}" for kind, ndcg in by_score.items())

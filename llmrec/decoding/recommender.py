@@ -17,7 +17,6 @@ import pandas as pd
 
 from llmrec.collab.guide import (
     Guide,
-    fuse_yes_no,
     fusion_inputs,
     normalised,
     popularity_exponent,
@@ -28,35 +27,23 @@ from llmrec.data.clean import neutralize_markup
 from llmrec.decoding.backends import ItemSearch, load_backend, renormalize_yes
 from llmrec.decoding.grounding import GroundingChecker
 from llmrec.decoding.index import CatalogIndex, answer_tokens
-from llmrec.decoding.items import ItemRefs, free_text
+from llmrec.decoding.items import ItemRefs
+from llmrec.decoding.loading import adapter_manifest
 from llmrec.decoding.scoring import LLM_SCORES, TitleScorer, model_key
+from llmrec.decoding.yes_no import fused_answers, yes_no_prompts
 from llmrec.errors import LlmrecError
-from llmrec.options import option
 from llmrec.prompting.itemstats import ItemStats
 from llmrec.prompting.samples import SampleOptions
 from llmrec.prompting.templates import PromptRenderer, domain_words, templates_for
 from llmrec.training.adapter import MANIFEST as ADAPTER_MANIFEST
-from llmrec.training.adapter import read_manifest, shipped_adapter_dir
+from llmrec.training.adapter import shipped_adapter_dir
 
-BACKENDS = ("hf", "vllm")
 MODES = ("llm", "cf", "generate", "rerank")
 # rerank: the collaborative model's top candidates the LLM rescores
 RERANK_CANDIDATES = 50
 # At most this many items per request: beam search keeps about 2k beams, each with its own copy
 # of the prompt's KV cache (~20 MB for SmolLM2-135M at 450 tokens), so k bounds the memory.
 MAX_K = 100
-
-
-@dataclass(kw_only=True)
-class LoadOptions:
-    """Which model, catalogue and engine ``Recommender.load`` uses (shared by recommend, predict, evaluate)."""
-
-    model: str | None = option(None, "an llmrec adapter folder, or a base model (default: the shipped adapter)")
-    data: str | None = option(
-        None, "a prepared folder or raw data as prepare takes it (default: embedded ml-latest-small)"
-    )
-    backend: str = option("hf", "inference engine", choices=BACKENDS)
-    device: str | None = option(None, "cpu or cuda (default: cuda when available)")
 
 
 @dataclass
@@ -75,12 +62,6 @@ class Recommendation:
             out["explanation"] = self.explanation
             out["grounded"] = self.grounded
         return out
-
-
-def adapter_manifest(model: str | Path | None) -> dict[str, Any] | None:
-    """The llmrec manifest of ``model`` (default: the shipped adapter); None for a bare base model."""
-    folder = Path(model) if model is not None else shipped_adapter_dir()
-    return read_manifest(folder) if (folder / ADAPTER_MANIFEST).is_file() else None
 
 
 class Recommender:
@@ -287,7 +268,7 @@ class Recommender:
         modes = [mode if mode == "llm" or self.guide.knows(h, self.item_ids) else "llm" for h in positions]
         prompts = [self._prompt("next_item", h, {}) if m != "cf" else "" for h, m in zip(entries, modes)]
         guided = [r for r, m in enumerate(modes) if m != "llm"]
-        beta = float(self.fusion.get("popularity", 0.0))  # the tuned popularity exponent (Guide.log_scores)
+        beta = popularity_exponent(self.fusion, "the adapter manifest")  # tuned on valid (Guide.log_scores)
         cf = dict(zip(guided, self.guide.log_scores([positions[r] for r in guided], self.item_ids, beta))) if guided else {}
         ranked: list[list[tuple[int, float]]] = [[] for _ in positions]
         searched = [r for r, m in enumerate(modes) if m in ("llm", "generate")]
@@ -358,48 +339,8 @@ class Recommender:
     def predict_yes_no_many(self, requests: Sequence[tuple[Sequence, str | int, Sequence]],
                             unknown_items: str = "keep") -> list[float]:  # fmt: skip
         """``predict_yes_no`` for a batch of (history, item, disliked) requests."""
-        prompts, seen, targets = [], [], []
-        for history, item, disliked in requests:
-            liked, bad = self.read_history(history, unknown_items), self.read_history(disliked, unknown_items)
-            target = self.lookup(item)
-            if target is None:
-                if unknown_items != "keep" or not free_text(item):
-                    raise LlmrecError(self.items.unknown_message(str(item)))
-                title = free_text(item)
-            else:
-                title = self.titles[target]
-            events = [(i, True) for i in liked] + [(i, False) for i in bad]
-            events = events[-self.max_history :]
-            template = self.templates["yes_no"]
-
-            # the target's train counts as the data holds them: a request names no user, so no
-            # event of its own can be taken out (a held-out target has none in train anyway)
-            stats = self.item_stats.context(target) if self.item_stats is not None else None
-
-            def context(kept, title=title, stats=stats):
-                return {**self.words, "liked": [self.items.title(i) for i, ok in kept if ok],
-                        "disliked": [self.items.title(i) for i, ok in kept if not ok], "target": title,
-                        "target_stats": stats}  # fmt: skip
-
-            fitted = self.renderer.fit(template, events, context, "")
-            if fitted is None:
-                raise LlmrecError("the yes_no prompt does not fit the token budget even without history")
-            prompts.append(fitted[0])
-            seen.append([i for i in liked if isinstance(i, int)])
-            targets.append(target)
-        p = self.p_yes(prompts)
-        if self.guide is None or not (weights := self.fusion.get("yes_no")):
-            return p
-        # the tuned fusion: the collaborative model reads the liked history (a request does not
-        # say how liked and disliked items interleave in time; tune reads every event in order);
-        # a target outside the catalogue has no collaborative score: the LLM's p alone
-        known = [r for r, t in enumerate(targets) if t is not None]
-        if known:
-            fused = fuse_yes_no(self.guide, weights, [p[r] for r in known], [seen[r] for r in known],
-                                [targets[r] for r in known], self.item_ids)  # fmt: skip
-            for r, value in zip(known, fused.tolist()):
-                p[r] = value
-        return p
+        prompts, seen, targets = yes_no_prompts(self, requests, unknown_items)
+        return fused_answers(self, self.p_yes(prompts), seen, targets)
 
     def p_yes(self, prompts: Sequence[str]) -> list[float]:
         """p(yes) for rendered yes/no prompts (e.g. a prepared split's), renormalised over Yes and No."""

@@ -21,7 +21,7 @@ import pandas as pd
 from llmrec.collab import BASELINES, make, score_chunks, tune
 from llmrec.data import prepared
 from llmrec.data.prepared import history_and_target, sequences
-from llmrec.decoding.recommender import LoadOptions
+from llmrec.decoding.loading import LoadOptions
 from llmrec.errors import LlmrecError
 from llmrec.evaluation.metrics import rank_from_scores, rank_in_list
 from llmrec.evaluation.report import write_evaluation
@@ -236,7 +236,7 @@ def _baselines(options: EvaluateOptions, split: _Split, samples: dict[str, list]
 
 def evaluate(options: EvaluateOptions) -> dict[str, Any]:
     """Run the evaluation into ``options.out``; returns the report."""
-    from llmrec.decoding.recommender import adapter_manifest
+    from llmrec.decoding.loading import adapter_manifest
 
     check_writable(Path(options.out), options.overwrite)
     rec, split = _load(options)

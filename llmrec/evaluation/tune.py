@@ -15,7 +15,8 @@ NDCG@10 over the whole catalogue, on every valid user (``choose_popularity``: no
 candidates and ``log p_CF`` follow it.
 yes/no: ``p = sigmoid(a * logit p_LLM + b * log p_CF(target) + c [+ d * log(1 + train count) +
 e * log(1 + liked train count)])`` fitted by logistic regression (Platt scaling) on the valid
-yes/no samples; the item statistics go in only when they score better on held-out valid users.
+yes/no samples; the item statistics go in only when they score better on held-out valid users
+(``llmrec.evaluation.yes_no_fusion``).
 Both go into the adapter manifest (``fusion``), which ``recommend``/``predict``/``evaluate`` then
 use. Only events of the train and valid splits are read: the histories end before the valid
 event, and the test split is dropped before anything is built from the interactions.
@@ -55,10 +56,10 @@ class TuneOptions:
     candidates: int = option(50, "collaborative candidates the LLM rescores (rerank mode)")
     lambdas: list[str] = option(default_factory=lambda: [str(x) for x in LAMBDAS], parse=parse_list,
                                 help="the lambda grid, comma-separated")  # fmt: skip
-    popularity: list[str] = option(default_factory=lambda: [str(x) for x in POPULARITY], parse=parse_list,
-                                   help="the grid of the next-item popularity exponent beta (p_CF times (1 + train "
-                                   "interactions) ** beta), comma-separated; 0 alone keeps the collaborative "
-                                   "model's distribution")  # fmt: skip
+    popularity_exponents: list[str] = option(default_factory=lambda: [str(x) for x in POPULARITY], parse=parse_list,
+                                             help="the grid of the next-item popularity exponent beta (p_CF times (1 "
+                                             "+ train interactions) ** beta), comma-separated; 0 alone keeps the "
+                                             "collaborative model's distribution")  # fmt: skip
     tasks: list[str] = option(default_factory=lambda: ["next_item", "yes_no"], parse=parse_list,
                               help="what to tune: next_item,yes_no")  # fmt: skip
     cf: str | None = option(None, "first fit a new collaborative model on --data's train split (auto, sasrec, itemknn, "
@@ -74,17 +75,8 @@ class TuneOptions:
     betas: list[float] = option(default_factory=list, cli=False)
 
     def __post_init__(self) -> None:
-        for flag, values in (("--lambdas", self.lambdas), ("--popularity", self.popularity)):
-            try:
-                grid = sorted({float(x) for x in values})
-            except ValueError:
-                raise LlmrecError(f"{flag}: expected numbers, got {','.join(values)}") from None
-            if not grid or any(not np.isfinite(x) or x < 0 for x in grid):
-                raise LlmrecError(f"{flag}: every value must be a finite number >= 0")
-            if flag == "--lambdas":
-                self.grid = grid
-            else:
-                self.betas = grid
+        self.grid = _grid("--lambdas", self.lambdas)
+        self.betas = _grid("--popularity-exponents", self.popularity_exponents)
         if self.candidates < 1 or self.users < 0:
             raise LlmrecError("--candidates must be >= 1 and --users >= 0")
         if self.cf_max_mb is not None and not (np.isfinite(self.cf_max_mb) and self.cf_max_mb >= 0):
@@ -96,6 +88,17 @@ class TuneOptions:
         unknown = [t for t in self.tasks if t not in ("next_item", "yes_no")]
         if unknown or not self.tasks:
             raise LlmrecError(f"--tasks: expected next_item and/or yes_no, got {','.join(self.tasks) or '(none)'}")
+
+
+def _grid(flag: str, values: Sequence[str]) -> list[float]:
+    """A grid flag's distinct values, sorted; each a finite number >= 0."""
+    try:
+        grid = sorted({float(x) for x in values})
+    except ValueError:
+        raise LlmrecError(f"{flag}: expected numbers, got {','.join(values)}") from None
+    if not grid or any(not np.isfinite(x) or x < 0 for x in grid):
+        raise LlmrecError(f"{flag}: every value must be a finite number >= 0")
+    return grid
 
 
 def valid_pairs(rec, folder: Path, users: int, seed: int) -> dict[str, tuple[list[int], int]]:
@@ -140,7 +143,7 @@ def choose_popularity(rec, pairs: dict[str, tuple[list[int], int]], betas: Seque
             for k in np.flatnonzero(folds == fold):
                 held[k] = ranks[k, j]
     best = betas[pick(np.arange(len(values)))]
-    return {"popularity": best, "by_exponent": by_beta,
+    return {"popularity": best, "users": len(values), "by_exponent": by_beta,
             "held_out": {**_metrics(held), "chosen_by_fold": chosen_by_fold} if chosen_by_fold else None}  # fmt: skip
 
 
@@ -260,80 +263,6 @@ def choose_next_item(scored: list[tuple[list[int], np.ndarray, np.ndarray, int]]
                       "candidate_recall": by_size[str(n)]["candidate_recall"]}}  # fmt: skip
 
 
-# The yes/no input sets compared on valid; the chosen one is fitted on all valid samples. The
-# sets without the LLM are reported to show what it adds, never chosen: "items" (the two counts
-# alone) is what the sampling of unseen negatives leaves to any popularity signal.
-YES_NO_SETS = {"llm+cf": ("llm", "cf"), "llm+cf+items": ("llm", "cf", "popularity", "liked"),
-               "cf+items": ("cf", "popularity", "liked"), "items": ("popularity", "liked")}  # fmt: skip
-CHOSEN_FROM = ("llm+cf", "llm+cf+items")
-
-
-def fit_platt(x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """sigmoid(coef . x + intercept) by maximum likelihood (lightly regularised): the yes/no fusion."""
-    from sklearn.linear_model import LogisticRegression
-
-    fit = LogisticRegression(C=100.0, max_iter=1000).fit(x, labels)
-    return {"features": list(names), "coef": [float(c) for c in fit.coef_[0]], "intercept": float(fit.intercept_[0])}
-
-
-def held_out(x: np.ndarray, labels: np.ndarray, users: Sequence[str], seed: int, names: Sequence[str]) -> np.ndarray:
-    """Each sample's fused p(yes) from weights fitted on the other half of the users (2-fold by
-    user); ``names`` are the inputs of ``x``'s columns."""
-    from llmrec.collab.guide import fused_yes
-
-    everyone = sorted(set(users))
-    half = set(np.random.default_rng(seed).permutation(everyone)[: len(everyone) // 2].tolist())
-    fold = np.asarray([u in half for u in users])
-    out = np.empty(len(labels))
-    for test in (fold, ~fold):
-        train = ~test
-        if len(set(labels[train].tolist())) < 2 or not test.any():
-            raise LlmrecError("the valid yes/no samples are too few to hold half of the users out (need both labels "
-                              "in each half)")  # fmt: skip
-        out[test] = fused_yes(x[test], fit_platt(x[train], labels[train], names))
-    return out
-
-
-def tune_yes_no(rec, folder: Path, pairs_all: dict[str, tuple[list[int], int]], seed: int) -> dict[str, Any]:
-    """The yes/no fusion: its inputs chosen by AUC on held-out valid users, then fitted on all of
-    valid; AUC / user-AUC / ECE of the LLM, the collaborative model and each input set."""
-    from llmrec.collab.guide import YES_NO_FEATURES, fused_yes, yes_no_features
-    from llmrec.data import prepared
-    from llmrec.evaluation.metrics import auc_only, yes_no_metrics
-
-    learned, data = rec.templates["yes_no"], prepared.read_manifest(folder).get("templates", {}).get("yes_no", {})
-    if data.get("sha256") not in (None, learned.sha256):  # the fusion would be fitted on prompts the model never reads
-        raise LlmrecError(f"{folder}: its yes/no prompts use template v{data.get('version')}, the model learned "
-                          f"v{learned.version}; prepare the data with that template to tune yes/no on it")  # fmt: skip
-    rows = [r for r in prepared.load_sft(folder, "yes_no", "valid") if str(r["user_id"]) in pairs_all]
-    if len({int(r["label"]) for r in rows}) < 2:
-        raise LlmrecError(f"{folder}: the valid yes/no samples need both labels to fit the fusion")
-    labels = np.asarray([int(r["label"]) for r in rows])
-    users = [str(r["user_id"]) for r in rows]
-    p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
-    x = yes_no_features(rec.guide, p_llm, [pairs_all[u][0] for u in users], [rec.position[str(r["item_id"])] for r in rows],
-                        rec.item_ids)  # fmt: skip
-    column = {name: n for n, name in enumerate(YES_NO_FEATURES)}
-
-    def metrics(scores, probability=True):
-        if not probability:  # a log-probability or a count: ranking quality only
-            return {k: round(auc_only(labels, scores, users)[k], 5) for k in ("auc", "uauc")}
-        return {k: round(v, 5) for k, v in yes_no_metrics(labels, scores, users).items() if k in ("auc", "uauc", "ece")}
-
-    report = {"llm": metrics(p_llm), **{name: metrics(x[:, column[name]], False) for name in YES_NO_FEATURES[1:]}}
-    held = {}
-    for name, inputs in YES_NO_SETS.items():
-        held[name] = metrics(held_out(x[:, [column[i] for i in inputs]], labels, users, seed, inputs))
-    chosen = max(CHOSEN_FROM, key=lambda name: (held[name]["auc"], -len(YES_NO_SETS[name])))
-    inputs = YES_NO_SETS[chosen]
-    weights = fit_platt(x[:, [column[i] for i in inputs]], labels, inputs)
-    report["fused"] = metrics(fused_yes(x[:, [column[i] for i in inputs]], weights))
-    return {**weights, "valid": {"samples": len(rows), "users": len(set(users)), **report, "held_out": held,
-                                 "chosen": chosen,
-                                 "note": "held_out: each half of the valid users scored by weights fitted on the other "
-                                         "half; fused: the chosen inputs fitted and measured on all of valid"}}  # fmt: skip
-
-
 def _refit_guide(adapter: Path, folder: Path, choice: str, progress: bool, max_mb: float | None) -> None:
     """Replace ``adapter/cf/`` by a collaborative model fitted on ``folder``'s train split (tuned
     on its valid split) and drop the fusion tuned for the old one; the manifest's ``cf`` says
@@ -372,23 +301,31 @@ def _recipe_budget(adapter: Path) -> float:
     return float(value)
 
 
-def _add_item_stats(rec, manifest: dict[str, Any], folder: Path, adapter: Path) -> None:
-    """Count the train split's interactions and likes per item into ``adapter/cf/`` (the guide of
-    an adapter trained before it kept them); the manifest's ``cf.bytes`` follows."""
+def _add_item_stats(adapter: Path, folder: Path) -> None:
+    """Count the train split's interactions and likes per item into ``adapter/cf/`` when its guide
+    has none (trained before it kept them, or the file lost), before the adapter is loaded: its
+    stored fusion may read them. The manifest's ``cf.bytes`` follows."""
     import warnings
 
-    from llmrec.collab.guide import GUIDE_DIR
+    from llmrec.collab.guide import GUIDE_DIR, Guide
     from llmrec.data import prepared
     from llmrec.data.split import item_statistics
     from llmrec.errors import LlmrecWarning
+    from llmrec.files import atomic_write_text
+    from llmrec.training.adapter import MANIFEST
 
-    if manifest.get("data", {}).get("interactions_hash") != rec.info.get("hashes", {}).get("interactions"):
+    guide = Guide.load(adapter)
+    if guide is None or guide.stats is not None:
+        return
+    manifest = json.loads((adapter / MANIFEST).read_text())
+    if manifest.get("data", {}).get("interactions_hash") != prepared.read_manifest(folder).get("hashes", {}).get("interactions"):
         warnings.warn(f"{folder}: not the interactions the adapter was trained on; its item statistics now count "
                       "this data's train split", LlmrecWarning, stacklevel=3)  # fmt: skip
-    rec.guide.stats = item_statistics(prepared.read_tables(folder)[1], rec.guide.item_ids)
-    rec.guide.save_stats(adapter / GUIDE_DIR)
+    guide.stats = item_statistics(prepared.read_tables(folder)[1], guide.item_ids)
+    guide.save_stats(adapter / GUIDE_DIR)
     if manifest.get("cf"):
         manifest["cf"]["bytes"] = sum(p.stat().st_size for p in (adapter / GUIDE_DIR).iterdir())
+        atomic_write_text(adapter / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
 def _store_priors(rec, fusion: dict[str, Any], adapter: Path, progress: bool) -> None:
@@ -422,19 +359,20 @@ def tune(options: TuneOptions) -> dict[str, Any]:
     folder = prepared_folder(options.data, options.progress)
     if options.cf is not None:
         _refit_guide(Path(options.model), folder, options.cf, options.progress, options.cf_max_mb)
+    _add_item_stats(Path(options.model), folder)
     rec = Recommender.load(options.model, folder, device=options.device, batch_size=1)
     if rec.guide is None:
         raise LlmrecError(f"{options.model}: no collaborative model (cf/) to fuse with; train with --cf or tune with --cf")
     manifest = json.loads(manifest_path.read_text())
     fusion = dict(manifest.get("fusion") or {})
-    if rec.guide.stats is None and ("yes_no" in options.tasks or any(options.betas)):  # an adapter from before them
-        _add_item_stats(rec, manifest, folder, Path(options.model))
     every = valid_pairs(rec, folder, 0, options.seed)
     if "next_item" in options.tasks:
         pairs = valid_pairs(rec, folder, options.users, options.seed) if options.users else every
         fusion.update(tune_next_item(rec, pairs, options, every))
         _store_priors(rec, fusion, Path(options.model), options.progress)
     if "yes_no" in options.tasks:
+        from llmrec.evaluation.yes_no_fusion import tune_yes_no
+
         fusion["yes_no"] = tune_yes_no(rec, folder, every, options.seed)
     fusion["tuned_on"] = {"data": str(folder), "split": "valid",
                           "data_manifest": rec.info.get("hashes", {})}  # fmt: skip

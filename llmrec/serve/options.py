@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmrec.decoding.recommender import LoadOptions
+from llmrec.decoding.loading import LoadOptions
 from llmrec.errors import LlmrecError
 from llmrec.options import option
 
