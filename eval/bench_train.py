@@ -5,13 +5,18 @@ Run from the repository root after `make install`, on a folder written by `llmre
     .venv/bin/llmrec prepare --out runs/ml-latest-small
     .venv/bin/python eval/bench_train.py --data runs/ml-latest-small --out runs/bench-train
 
-Every variant trains the same recipe (the quick one unless `--recipe`), the same data and seed,
-for `--steps` optimizer steps, each in its own process (so its peak RSS is its own):
+Every variant trains the same recipe (the quick one unless `--recipe`; `before` and
+`after-dropout` with LoRA dropout 0.05 whatever it says), the same data and seed, for `--steps`
+optimizer steps, each in its own process (so its peak RSS is its own). Rows for `after`,
+`after-2proc` and `bare` in eval/RESULTS.md before 2026-11-27 ran at dropout 0.05, the quick
+recipe's then; they are not comparable with a run of today's quick recipe (dropout 0).
 
 - `before`: TRL's SFTTrainer as llmrec used it until this change: TRL tokenizes the rows, the
-  LM head runs over every position, batches are drawn in random order.
+  LM head runs over every position, batches are drawn in random order; LoRA dropout 0.05, the
+  recipe's until 2026-11-27.
+- `after-dropout`: llmrec's trainer (below) with that dropout: the trainer changes alone.
 - `after`: llmrec's trainer: rows tokenized once in batches (and cached), the LM head only at
-  the answer tokens, batches grouped by length.
+  the answer tokens, batches grouped by length; the recipe's dropout (the quick recipe's is 0).
 - `after-2proc`: the `after` trainer in two processes of one thread each (`accelerate launch
   --num_processes 2`, DDP over gloo), half the batch each, so a step sees the same samples; on
   2 cores two one-thread processes do more work than one two-thread process. Peak RSS is one
@@ -37,7 +42,8 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("before", "after", "after-2proc", "bare")
+VARIANTS = ("before", "after-dropout", "after", "after-2proc", "bare")
+OLD_DROPOUT = 0.05  # the LoRA dropout of every recipe until 2026-11-27
 
 
 def child(args: argparse.Namespace) -> None:
@@ -53,6 +59,8 @@ def child(args: argparse.Namespace) -> None:
         logging_steps=1, group_by_length=args.variant != "before")  # fmt: skip
     if args.variant == "after-2proc":
         recipe = recipe.replace(batch_size=recipe.batch_size // 2)
+    if args.variant in ("before", "after-dropout"):
+        recipe = recipe.replace(lora_dropout=OLD_DROPOUT)
     if args.variant == "before":
         from trl import SFTTrainer
 

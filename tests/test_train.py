@@ -163,21 +163,28 @@ def test_a_run_can_start_from_another_adapters_lora(prepared_small: Path, toy_mo
     import torch
 
     from llmrec.errors import LlmrecError
+    from llmrec.training.lora import load_base, start_from_adapter
 
     small = {"cf": "none", "tasks": {"yes_no": 1.0}}
     first = tmp_path / "first"
-    train(TrainOptions(prepared_small, first, toy_recipe(toy_model, **small), progress=False))
+    train(TrainOptions(prepared_small, first, toy_recipe(toy_model, lora_dropout=0.05, **small), progress=False))
     # an adapter names its base by hub id (as the shipped one does): saving must not ask the hub about it
     config = json.loads((first / "adapter_config.json").read_text())
     (first / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": EMBEDDED_HUB_ID}))
     # at a learning rate of ~0 a run keeps the LoRA it starts from: the first adapter's, not a new one
     still = {**small, "learning_rate": 1e-12, "max_steps": 1}
     second = tmp_path / "second"
-    recipe = toy_recipe(toy_model, init_adapter=str(first), **{**still, "tasks": {"next_item": 1.0}})
+    # dropout is the run's own, not the first adapter's
+    recipe = toy_recipe(toy_model, init_adapter=str(first), lora_dropout=0.0, **{**still, "tasks": {"next_item": 1.0}})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         manifest = train(TrainOptions(prepared_small, second, recipe, progress=False))
     assert not [w for w in caught if EMBEDDED_HUB_ID in str(w.message)]
+    assert json.loads((second / "adapter_config.json").read_text())["lora_dropout"] == 0.0
+    base, _ = load_base(str(toy_model), recipe, "fp32", cuda=False)
+    dropouts = [m.lora_dropout["default"] for m in start_from_adapter(base, first, 0.0).modules()
+                if hasattr(m, "lora_dropout") and "default" in m.lora_dropout]  # fmt: skip
+    assert dropouts and all(isinstance(d, torch.nn.Identity) for d in dropouts)  # no masks drawn
     fresh = tmp_path / "fresh"
     train(TrainOptions(prepared_small, fresh, toy_recipe(toy_model, **still), progress=False))
     a, b, c = (load_file(str(f / "adapter_model.safetensors")) for f in (first, second, fresh))

@@ -109,7 +109,7 @@ def _same_folder(a: str, b: str) -> bool:
 
 def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: dict[str, Any]) -> dict[str, Any]:
     """Check that a run can start from the adapter in ``folder``: same base model, LoRA rank,
-    alpha, dropout and target modules as the recipe, and, for the tasks it trains, the data's
+    alpha and target modules as the recipe, and, for the tasks it trains, the data's
     templates: those it learned, or later versions of them. Returns what the new adapter records of it (its manifest's ``init_adapter``;
     ``templates``: those the adapter learned)."""
     from llmrec.files import sha256_file
@@ -130,10 +130,11 @@ def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: 
         raise LlmrecError(f"{folder / 'adapter_config.json'}: not a PEFT adapter config (a JSON object)")
     if base_name not in (base.get("name"), base.get("hub_id")) and not _same_folder(base_name, str(base.get("name"))):
         raise LlmrecError(f"{where}: trained on base {base.get('name')}, this run's base is {base_name}")
-    for key, ours in (("r", recipe.lora_r), ("lora_alpha", recipe.lora_alpha), ("lora_dropout", recipe.lora_dropout)):
+    # the shape of the weights must match; dropout is the run's own (a training setting, not a weight)
+    for key, ours in (("r", recipe.lora_r), ("lora_alpha", recipe.lora_alpha)):
         if config.get(key) != ours:
-            raise LlmrecError(f"{where}: LoRA {key} {config.get(key)}, the recipe's is {ours} (set lora_r, lora_alpha "
-                              "and lora_dropout to match)")  # fmt: skip
+            raise LlmrecError(f"{where}: LoRA {key} {config.get(key)}, the recipe's is {ours} (set lora_r and "
+                              "lora_alpha to match)")  # fmt: skip
     if recipe.target_modules != "all-linear":
         wanted = {recipe.target_modules} if isinstance(recipe.target_modules, str) else set(recipe.target_modules)
         theirs = config.get("target_modules") or []
@@ -157,14 +158,16 @@ def check_init_adapter(folder: Path, recipe: Recipe, base_name: str, templates: 
             "samples": (manifest.get("training") or {}).get("samples"), "templates": learned}  # fmt: skip
 
 
-def start_from_adapter(model, folder: Path):
+def start_from_adapter(model, folder: Path, dropout: float):
     """``model`` with the LoRA of ``folder`` loaded trainable, its weights in fp32 (an adapter saved
-    in bf16 trains in fp32 like a new one)."""
+    in bf16 trains in fp32 like a new one), under the run's LoRA ``dropout``."""
     import torch
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     local = model.name_or_path  # the folder the base was loaded from
-    model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    config = PeftConfig.from_pretrained(str(folder))
+    config.lora_dropout = dropout
+    model = PeftModel.from_pretrained(model, str(folder), is_trainable=True, config=config)
     # the adapter's config names the base by its hub id; saving checkpoints would then ask the hub
     # whether the vocabulary changed: the folder answers that without the network
     model.peft_config["default"].base_model_name_or_path = local

@@ -47,11 +47,13 @@ class Recipe:
     )
     init_adapter: str | None = field(default=None, metadata=_help(
         "start from this llmrec adapter's LoRA weights instead of a new LoRA: a folder, or 'shipped' (the adapter "
-        "in the package), to carry what it learned to new data; its base model, LoRA rank, alpha and dropout (and "
+        "in the package), to carry what it learned to new data; its base model, LoRA rank and alpha (and "
         "target modules when listed) and the templates of the trained tasks must be the run's; null = a new LoRA"))  # fmt: skip
     lora_r: int = field(default=8, metadata=_help(f"LoRA rank, one of {VLLM_LORA_RANKS} (what vLLM serves)"))
     lora_alpha: int = field(default=16, metadata=_help("LoRA scaling numerator (scale = alpha / r)"))
-    lora_dropout: float = field(default=0.05, metadata=_help("dropout on the LoRA input"))
+    lora_dropout: float = field(default=0.05, metadata=_help(
+        "dropout on the LoRA input; on a CPU its random masks take about a third of a step (eval/RESULTS.md), and "
+        "a run that sees each sample once has little to regularise: the quick recipe has 0"))  # fmt: skip
     target_modules: list[str] | str = field(
         default="all-linear", metadata=_help("module names to adapt, or 'all-linear' (every linear but lm_head)")
     )

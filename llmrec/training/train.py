@@ -223,7 +223,7 @@ def _build_trainer(options: TrainOptions, run: _Run, splits: dict[str, Any], val
     check_tokenizer(tokenizer, run.prepared, run.base_name)
     peft_config = lora_config(recipe)
     if run.init is not None:  # its LoRA, trainable, instead of a new one
-        model, peft_config = start_from_adapter(model, init_adapter_dir(recipe)), None
+        model, peft_config = start_from_adapter(model, init_adapter_dir(recipe), recipe.lora_dropout), None
     key = cache_key(tokenizer, run.data_sha, recipe.tasks, recipe.seed, limit)
     train_rows = tokenized(train_rows, tokenizer, options.data, key, write=state.is_main_process)
     if state.is_main_process:  # only now: a bad base model or data leaves no checkpoint folder behind
