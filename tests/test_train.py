@@ -270,7 +270,8 @@ def test_resume_refuses_a_changed_recipe(prepared_small: Path, toy_model: Path, 
     assert "no checkpoint to resume from" in capsys.readouterr().err
     assert main([*argv, "--keep-checkpoints"]) == 0
     assert main([*argv, "--overwrite", "--resume", "--set", "lora_r=16"]) == 2
-    assert "cannot resume with a changed lora_r" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot resume with a changed lora_r" in err and "resume with what it was: --set lora_r=8" in err
 
 
 def test_resume_refuses_other_init_adapter_weights(tmp_path: Path):

@@ -79,7 +79,9 @@ def _check_resume(work: Path, record: dict[str, Any]) -> None:
         raise LlmrecError(f"{work}: its checkpoints are from another base model or data; use a new --out")
     changed = [k for k, v in record["recipe"].items() if old["recipe"].get(k) != v and k not in _RESUMABLE_CHANGES]
     if changed:
-        raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out")
+        was = " ".join(f"--set {k}={json.dumps(old['recipe'].get(k))}" for k in changed)
+        raise LlmrecError(f"{work}: cannot resume with a changed {', '.join(changed)}; use a new --out, or resume "
+                          f"with what it was: {was}")  # fmt: skip
     # a run file from before init_adapter was recorded has no key: nothing to compare
     if old.get("init_adapter_sha256", record.get("init_adapter_sha256")) != record.get("init_adapter_sha256"):
         raise LlmrecError(f"{work}: its run started from other init_adapter weights than those there now; use a "
