@@ -52,7 +52,7 @@ class Recipe:
     lora_r: int = field(default=8, metadata=_help(f"LoRA rank, one of {VLLM_LORA_RANKS} (what vLLM serves)"))
     lora_alpha: int = field(default=16, metadata=_help("LoRA scaling numerator (scale = alpha / r)"))
     lora_dropout: float = field(default=0.05, metadata=_help(
-        "dropout on the LoRA input; on a CPU its random masks take about a third of a step (eval/RESULTS.md), and "
+        "dropout on the LoRA input; on a CPU its random masks take over a quarter of a step (eval/RESULTS.md), and "
         "a run that sees each sample once has little to regularise: the quick recipe has 0"))  # fmt: skip
     target_modules: list[str] | str = field(
         default="all-linear", metadata=_help("module names to adapt, or 'all-linear' (every linear but lm_head)")
