@@ -3,6 +3,7 @@ the repository root, whose ``llmrec/`` would shadow the installed wheel, never i
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+# a training subprocess's environment: nothing may ask the hub
+TRAIN_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -93,3 +96,9 @@ class Server:
             self.process.kill()
             self.process.wait()
         self.out.close()
+
+
+def cli_toy_flags(base: Path) -> list[str]:
+    """test_train's shrunk quick recipe as flags, for runs through `main` or `accelerate launch`."""
+    return ["--base", str(base), "--set", "batch_size=2", "--set", "max_eval_samples=4", "--set", "logging_steps=1",
+            "--no-progress"]
