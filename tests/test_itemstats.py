@@ -108,3 +108,25 @@ def test_the_recommender_prompts_with_the_data_s_train_counts(backend, index, pr
     finally:
         backend.set_catalog(index)  # the session's backend goes back to the shared index
     assert "A film added today (2026)" in seen[0] and "popularity" not in seen[0]  # unknown, not unpopular
+
+
+def test_a_frame_without_a_split_counts_every_event(backend, index, prepared_small: Path):
+    from llmrec.data import prepared
+    from llmrec.decoding.recommender import Recommender
+
+    catalog, inter, info = prepared.load(prepared_small)
+    train = inter[inter["split"] == "train"]
+    item = train["item_id"].value_counts().index[0]
+    by_hand = train.drop(columns=["split"])  # a frame a user builds: events only, nothing held out
+    seen: list[str] = []
+    try:
+        rec = Recommender(backend, catalog, by_hand, info)
+        real = rec.p_yes
+        rec.p_yes = lambda prompts: (seen.extend(prompts), real(prompts))[1]
+        rec.predict_yes_no([catalog["item_id"].iloc[1]], item)
+        no_likes = Recommender(backend, catalog, by_hand.drop(columns=["liked"]), info)
+    finally:
+        backend.set_catalog(index)  # the session's backend goes back to the shared index
+    match = STATS_LINE.search(seen[0])
+    assert match is not None and int(match.group(3)) == (train["item_id"] == item).sum()
+    assert no_likes.item_stats is None  # nothing to count likes from: no line rather than a wrong one

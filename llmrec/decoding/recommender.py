@@ -75,9 +75,12 @@ class Recommender:
         self.fusion: dict[str, Any] = dict((adapter or {}).get("fusion") or {})
         self.catalog = catalog.reset_index(drop=True)
         self.interactions = interactions
-        # train-split counts for templates that show a yes/no target's popularity (yes_no v3)
-        has_split = interactions is not None and "split" in interactions.columns
-        self.item_stats = ItemStats.from_interactions(self.catalog, interactions) if has_split else None
+        # train-split counts for templates that show a yes/no target's popularity (yes_no v3); a
+        # frame without a split (built by hand, nothing held out) counts every event as train
+        self.item_stats = None
+        if interactions is not None and "liked" in interactions.columns:
+            frame = interactions if "split" in interactions.columns else interactions.assign(split="train")
+            self.item_stats = ItemStats.from_interactions(self.catalog, frame)
         self.info = info
         self.adapter = adapter
         # the template versions the adapter was trained with (the current ones for a bare model)
