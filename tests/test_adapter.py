@@ -18,6 +18,8 @@ def test_shipped_adapter_is_small_servable_and_made_by_the_shipped_recipes():
     folder = shipped_adapter_dir()
     manifest = read_manifest(folder)
     assert (folder / "adapter_model.safetensors").stat().st_size <= 10_000_000
+    # the whole folder as installed (LoRA weights, collaborative model, priors, manifest, card)
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) <= 10_000_000
     assert servability_problems(json.loads((folder / "adapter_config.json").read_text())) == []
     # its last stage ran finetune/shipped_stats.yaml's settings (the run was named after the first
     # stage's recipe, with these as overrides); keys added since take their defaults
@@ -62,6 +64,21 @@ def test_the_shipped_priors_are_those_of_the_embedded_catalogue(backend):
     rec.scorer.model = model_key(folder, manifest["base_model"]["name"])
     assert rec.scorer.read_priors(folder / PRIORS_FILE, rec.catalog_answers())
     assert len(rec.scorer._priors) == len(rec.item_ids) == manifest["fusion"]["priors"]["titles"]
+
+
+def test_the_shipped_default_is_fused(backend):
+    """What ``llmrec recommend --user 1`` answers in with the shipped adapter: its tuned fusion of
+    the LLM and its own collaborative model, not either alone."""
+    from llmrec.collab.guide import Guide
+    from llmrec.data import prepared
+    from llmrec.decoding.recommender import Recommender
+
+    folder = shipped_adapter_dir()
+    manifest = read_manifest(folder)
+    catalog, interactions, info = prepared.load(None)
+    rec = Recommender(backend, catalog, interactions, info, manifest, Guide.load(folder))
+    assert rec.default_mode() == manifest["fusion"]["mode"] in ("rerank", "generate")
+    assert rec.mode_used(rec.user_history("1")) == rec.default_mode()
 
 
 @pytest.mark.slow

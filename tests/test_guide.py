@@ -134,6 +134,22 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
         np.testing.assert_array_equal(first.stats[name], second.stats[name])
 
 
+def test_auto_keeps_the_model_with_the_better_valid_ndcg(prepared_small, monkeypatch):
+    """``--cf auto`` fits each candidate as ``--cf NAME`` would and keeps the better on valid; two
+    fast models stand in for SASRec and item-kNN (the choice does not depend on which)."""
+    import llmrec.collab.guide as guide_module
+
+    monkeypatch.setattr(guide_module, "AUTO", ("popularity", "itemknn"))
+    chosen = fit_guide(prepared_small, "auto")
+    tried = chosen.report["tried"]
+    assert set(tried) == {"popularity", "itemknn"}
+    for name in tried:
+        assert tried[name]["valid_ndcg@10"] == fit_guide(prepared_small, name).report["valid_ndcg@10"]
+    assert tried["popularity"]["valid_ndcg@10"] != tried["itemknn"]["valid_ndcg@10"]  # a choice to make
+    best = max(tried, key=lambda name: tried[name]["valid_ndcg@10"])
+    assert chosen.name == best and chosen.report["valid_ndcg@10"] == tried[best]["valid_ndcg@10"]
+
+
 def test_the_guide_is_tuned_like_the_baseline_within_its_size_budget(prepared_small):
     """Without a budget the guide is the baseline (same grid, same choice); with one, settings
     whose weights exceed it are skipped and recorded, and a budget nothing fits is an error."""
