@@ -100,6 +100,32 @@ def test_fused_scores_are_llm_plus_lambda_cf_in_both_searches(backend, index, re
         assert [s for _, s in got] == pytest.approx([s for _, s in exact], abs=2e-3)
 
 
+def test_the_vllm_backend_sends_guided_requests_to_the_shared_search(backend, index, renderer):
+    """vLLM cannot run here, so its backend runs with the transformers model's one-token steps in
+    place of the engine's. A guided request goes to the engine-agnostic search with the same mass
+    arrays (also below the choice-list limit and at k = 1, where an unguided one would use vLLM's
+    own searches) and gets the transformers backend's answer; an unguided one does not."""
+    from llmrec.decoding.backends.vllm import VLLMBackend
+
+    engine = object.__new__(VLLMBackend)  # no engine: only what top_items routes
+    engine.index, engine.step_fn, routed = index, backend.step_fn, []
+    engine._choice_search = lambda *args: routed.append("choice") or []
+    engine._greedy = lambda prompts, *args: routed.append("greedy") or [[] for _ in prompts]
+    text = prompt(renderer, ["Toy Story (1995)"])
+    allowed = list(range(400, 430))
+    guide = np.random.default_rng(4).normal(0, 2, len(index))
+    request = ItemSearch(text, (401,), allowed, guide=guide, guide_weight=0.7)
+    for k in (1, 4):
+        [ours] = engine.top_items([request], k, beams=len(allowed))
+        [theirs] = backend.top_items([request], k, beams=len(allowed))
+        assert [i for i, _ in ours] == [i for i, _ in theirs] and len(ours) == k
+        assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=2e-3)
+    assert routed == []
+    engine.top_items([ItemSearch(text, (401,), allowed)], 4)
+    engine.top_items([ItemSearch(text, (401,), allowed, guide=guide, guide_weight=0.0)], 4)  # lambda 0: unguided
+    assert routed == ["choice", "choice"]
+
+
 @pytest.mark.parametrize("name", ["popularity", "itemknn", "sasrec"])
 def test_a_saved_guide_scores_like_the_fitted_model(name, tmp_path):
     rng = np.random.default_rng(0)
