@@ -6,7 +6,8 @@ One process, the quick recipe's model (SmolLM2-135M, LoRA r 8 on every linear la
 llmrec's loss (the LM head at the answer tokens only), on batches of 4 next_item train rows:
 
 1. the operators of `--profile-steps` steps under the given dropout, by self CPU time (the
-   profiler's own overhead included; its table is for shares, not speed);
+   profiler's own overhead included; its table is for shares, not speed), and the matrix
+   products split into the frozen layers' and LoRA's rank-r ones (by the operands' shapes);
 2. tokens/s with `--dropout` and without LoRA dropout, alternating over `--rounds` rounds of
    the same batches on the same model (the dropout modules are swapped in place, the learning
    rate is 0 so every round sees the same weights; which goes first alternates too), so that
@@ -70,7 +71,7 @@ def main() -> None:
         return int(batch["attention_mask"].sum())
 
     step(batches[0])  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for i in range(args.profile_steps):
             step(batches[i % len(batches)])
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -80,6 +81,19 @@ def main() -> None:
     for e in events[: args.top]:
         print(f"| `{e.key}` | {e.self_cpu_time_total / 1e6 / args.profile_steps:.2f} | "
               f"{e.self_cpu_time_total / total:.1%} | {e.count // args.profile_steps} |")  # fmt: skip
+
+    rank = recipe.lora_r
+    by_shape = [e for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::mm"]
+    vocab = model.config.vocab_size  # the head's product: its row count may happen to equal the rank
+
+    def is_lora(shapes) -> bool:
+        return any(rank in dims for dims in shapes if dims) and not any(vocab in dims for dims in shapes if dims)
+
+    lora = sum(e.self_cpu_time_total for e in by_shape if is_lora(e.input_shapes))
+    base = sum(e.self_cpu_time_total for e in by_shape) - lora
+    print("\n| matrix products | self CPU s a step | share |\n|---|---:|---:|")
+    for name, value in (("frozen layers (and the head)", base), (f"LoRA's rank-{rank} factors", lora)):
+        print(f"| {name} | {value / 1e6 / args.profile_steps:.2f} | {value / total:.1%} |")
 
     if args.rounds and args.dropout:
         rates: dict[float, list[float]] = {args.dropout: [], 0.0: []}

@@ -66,7 +66,7 @@ def test_the_shipped_priors_are_those_of_the_embedded_catalogue(backend):
     assert len(rec.scorer._priors) == len(rec.item_ids) == manifest["fusion"]["priors"]["titles"]
 
 
-def test_the_shipped_default_is_fused(backend):
+def test_the_shipped_default_is_fused(backend, index):
     """What ``llmrec recommend --user 1`` answers in with the shipped adapter: its tuned fusion of
     the LLM and its own collaborative model, not either alone."""
     from llmrec.collab.guide import Guide
@@ -76,7 +76,10 @@ def test_the_shipped_default_is_fused(backend):
     folder = shipped_adapter_dir()
     manifest = read_manifest(folder)
     catalog, interactions, info = prepared.load(None)
-    rec = Recommender(backend, catalog, interactions, info, manifest, Guide.load(folder))
+    try:
+        rec = Recommender(backend, catalog, interactions, info, manifest, Guide.load(folder))
+    finally:
+        backend.set_catalog(index)  # the session's backend goes back to the shared index
     assert rec.default_mode() == manifest["fusion"]["mode"] in ("rerank", "generate")
     assert rec.mode_used(rec.user_history("1")) == rec.default_mode()
 
