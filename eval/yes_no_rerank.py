@@ -7,8 +7,8 @@ For valid users drawn as ``llmrec tune`` draws them (seed 0), the adapter's guid
 20 (the history excluded, the adapter's popularity exponent applied); each candidate gets three
 scores: the LLM's title log-probability after the next-item prompt (rerank's ``sum``), the same
 less the title's prior (``pmi``), and the yes/no answer's log-odds for that candidate, prompted
-as a yes/no request of the same user (liked and disliked history split by their ratings; the
-template's item statistics line included). The scores are saved as they are computed, so a
+as a yes/no request of the same user (its newest events, split into liked and disliked by
+their ratings; the template's item statistics line included). The scores are saved as they are computed, so a
 stopped run can be analysed.
 
 ``--analyse`` orders each user's top N (10 or 20) by ``llm + lambda * log p_CF + mu * logit
@@ -50,9 +50,11 @@ def score(data: Path, out: Path, users: int, model: str | None) -> None:
     for n, (user, (history, target)) in enumerate(pairs.items()):
         cf = normalised(rec.guide.log_scores([history], rec.item_ids, beta)[0], history)
         cands = [i for i, _ in top(cf, max(SIZES))]
-        flags = liked[user][: len(history)]
-        good = [rec.item_ids[i] for i, ok in zip(history, flags) if ok]
-        bad = [rec.item_ids[i] for i, ok in zip(history, flags) if not ok]
+        # the newest max_history events, then split by rating, as training prompts show them
+        # (a request's liked and disliked lists are joined liked first, then cut to the newest)
+        recent = list(zip(history, liked[user][: len(history)]))[-rec.max_history :]
+        good = [rec.item_ids[i] for i, ok in recent if ok]
+        bad = [rec.item_ids[i] for i, ok in recent if not ok]
         prompts, _, _ = yes_no_prompts(rec, [(good, rec.item_ids[c], bad) for c in cands])
         rows.append({"cands": cands, "cf": cf[cands].tolist(), "target": target,
                      "llm": rec.rerank_scores(rec._prompt("next_item", history, {}), cands),

@@ -67,8 +67,9 @@ def test_the_shipped_priors_are_those_of_the_embedded_catalogue(backend):
 
 
 def test_the_shipped_default_is_fused(backend, index):
-    """What ``llmrec recommend --user 1`` answers in with the shipped adapter: its tuned fusion of
-    the LLM and its own collaborative model, not either alone."""
+    """The shipped adapter's default mode, for user 1 of the embedded data, is its tuned fusion of
+    the LLM and its own collaborative model, not either alone (the Recommender built from its
+    manifest and ``cf/`` as ``Recommender.load`` builds it, on toy weights)."""
     from llmrec.collab.guide import Guide
     from llmrec.data import prepared
     from llmrec.decoding.recommender import Recommender

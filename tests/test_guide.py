@@ -160,12 +160,13 @@ def test_fit_guide_never_reads_the_test_events(prepared_small, tmp_path):
         np.testing.assert_array_equal(first.stats[name], second.stats[name])
 
 
-def test_auto_keeps_the_model_with_the_better_valid_ndcg(prepared_small, monkeypatch):
-    """``--cf auto`` fits each candidate as ``--cf NAME`` would and keeps the better on valid; two
-    fast models stand in for SASRec and item-kNN (the choice does not depend on which)."""
+@pytest.mark.parametrize("order", [("popularity", "itemknn"), ("itemknn", "popularity")])
+def test_auto_keeps_the_model_with_the_better_valid_ndcg(order, prepared_small, monkeypatch):
+    """``--cf auto`` fits each candidate as ``--cf NAME`` would and keeps the better on valid,
+    whichever is tried first; two fast models stand in for SASRec and item-kNN."""
     import llmrec.collab.guide as guide_module
 
-    monkeypatch.setattr(guide_module, "AUTO", ("popularity", "itemknn"))
+    monkeypatch.setattr(guide_module, "AUTO", order)
     chosen = fit_guide(prepared_small, "auto")
     tried = chosen.report["tried"]
     assert set(tried) == {"popularity", "itemknn"}

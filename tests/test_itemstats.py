@@ -115,9 +115,8 @@ def test_a_frame_without_a_split_counts_every_event(backend, index, prepared_sma
     from llmrec.decoding.recommender import Recommender
 
     catalog, inter, info = prepared.load(prepared_small)
-    train = inter[inter["split"] == "train"]
-    item = train["item_id"].value_counts().index[0]
-    by_hand = train.drop(columns=["split"])  # a frame a user builds: events only, nothing held out
+    by_hand = inter.drop(columns=["split"])  # a frame a user builds: events only, nothing held out
+    item = inter.loc[inter["split"] != "train", "item_id"].value_counts().index[0]  # held out in the data
     seen: list[str] = []
     try:
         rec = Recommender(backend, catalog, by_hand, info)
@@ -128,5 +127,5 @@ def test_a_frame_without_a_split_counts_every_event(backend, index, prepared_sma
     finally:
         backend.set_catalog(index)  # the session's backend goes back to the shared index
     match = STATS_LINE.search(seen[0])
-    assert match is not None and int(match.group(3)) == (train["item_id"] == item).sum()
+    assert match is not None and int(match.group(3)) == (inter["item_id"] == item).sum()  # every event
     assert no_likes.item_stats is None  # nothing to count likes from: no line rather than a wrong one
