@@ -8,8 +8,8 @@ For valid users drawn as ``llmrec tune`` draws them (seed 0), the adapter's guid
 scores: the LLM's title log-probability after the next-item prompt (rerank's ``sum``), the same
 less the title's prior (``pmi``), and the yes/no answer's log-odds for that candidate, prompted
 as a yes/no request of the same user (its newest events, split into liked and disliked by
-their ratings; the template's item statistics line included). The scores are saved as they are computed, so a
-stopped run can be analysed.
+their ratings; the template's item statistics line included). The scores are saved as they are
+computed, so a stopped run can be analysed.
 
 ``--analyse`` orders each user's top N (10 or 20) by ``llm + lambda * log p_CF + mu * logit
 p_yes`` and chooses (N, lambda, mu) by valid NDCG@10 on one half of the users, scored on the
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ def score(data: Path, out: Path, users: int, model: str | None) -> None:
     from llmrec.decoding.recommender import Recommender
     from llmrec.decoding.yes_no import yes_no_prompts
     from llmrec.evaluation.tune import valid_pairs
+    from llmrec.files import atomic_write_text
 
     rec = Recommender.load(model, data)
     pairs = valid_pairs(rec, data, users, 0)
@@ -60,21 +60,21 @@ def score(data: Path, out: Path, users: int, model: str | None) -> None:
                      "llm": rec.rerank_scores(rec._prompt("next_item", history, {}), cands),
                      "prior": rec.title_priors(cands), "p_yes": rec.p_yes(prompts)})  # fmt: skip
         if n % 10 == 9 or n == len(pairs) - 1:
-            out.with_suffix(".tmp").write_text(json.dumps(rows))
-            os.replace(out.with_suffix(".tmp"), out)
+            atomic_write_text(out, json.dumps(rows))
             print(f"{n + 1} users, {time.perf_counter() - began:.0f} s", flush=True)
 
 
-def _rank(row: dict, scores: np.ndarray, n: int) -> float | None:
-    """The target's 0-based rank among the top ``n`` (ties against it), None when not among them."""
-    if row["target"] not in row["cands"][:n]:
-        return None
-    mine = scores[row["cands"].index(row["target"])]
-    return float((scores > mine).sum() + (scores == mine).sum() - 1)
+def _rank(row: dict, scores: np.ndarray, n: int) -> float:
+    """The target's rank among the top ``n`` by ``scores`` (ties against it; inf when not there)."""
+    from llmrec.evaluation.metrics import rank_in_list
+
+    return rank_in_list(row["cands"][:n], scores.tolist(), row["target"])
 
 
-def _ndcg(ranks: list[float | None]) -> float:
-    return float(np.mean([1 / np.log2(r + 2) if r is not None and r < 10 else 0.0 for r in ranks]))
+def _ndcg(ranks: list[float]) -> float:
+    from llmrec.evaluation.metrics import ranking_metrics
+
+    return ranking_metrics(ranks, [10])["ndcg@10"]
 
 
 def _fused(row: dict, kind: str, n: int, lam: float, mu: float, title: bool) -> np.ndarray:
@@ -94,7 +94,7 @@ def analyse(path: Path) -> None:
         for with_yes in (False, True):
             grid = [(n, lam, mu) for n in SIZES for lam in LAMBDAS for mu in (MUS if with_yes else (0,))
                     if title or lam > 0]  # fmt: skip
-            held: list[float | None] = [None] * len(rows)
+            held = [0.0] * len(rows)
             chosen = []
             for fold in (0, 1):
                 fit = [r for r, f in zip(rows, folds) if f != fold]
