@@ -21,7 +21,10 @@
 #   head -c $((34<<20)) G > .gguf1/part-a; tail -c +$(((34<<20)+1)) G | head -c $((50<<20)) > .gguf2/part-b
 #   tail -c +$(((84<<20)+1)) G > .gguf3/part-c
 # Step 3 trains one process per NAME=LEARNING_RATE side by side on the GPU, each stopped after
-# MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar.
+# MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar. NAME=LEARNING_RATE@INIT
+# starts that run from an adapter's LoRA (the recipe's init_adapter, e.g. @shipped). DATA is the
+# prepared folder the runs train on, relative to the repository root (default runs/ml-h10), or a
+# .tar.xz of one folder (carried smaller; it is unpacked on the machine).
 # Locally (no GPU) the same steps run with PY=.venv/bin/python SITE=/tmp/gpu-site and
 # EXTRA="--set max_steps=2 --set batch_size=2": a check of the script, not a measurement.
 set -euo pipefail
@@ -84,14 +87,23 @@ train)
     cd "$WORK"
     $PY -c "from llmrec.models import embedded_model_dir; print(embedded_model_dir())"  # convert once, before the runs
     echo "converted in $((SECONDS - started)) s"
+    data=$REPO/${DATA:-runs/ml-h10}
+    if [[ $data == *.tar.xz ]]; then
+        rm -rf "$WORK/unpacked" && mkdir -p "$WORK/unpacked"
+        $PY -m tarfile -e "$data" "$WORK/unpacked"
+        data=$(echo "$WORK"/unpacked/*)
+    fi
     names=()
     for spec in "$@"; do
-        name=${spec%%=*}; lr=${spec#*=}; names+=("$name")
+        name=${spec%%=*}; lr=${spec#*=}; init=
+        if [[ $lr == *@* ]]; then init=${lr#*@}; lr=${lr%%@*}; fi
+        names+=("$name")
         rm -rf "$WORK/$name" "$WORK/$name.checkpoints" "$WORK/data-$name"
-        cp -r "$REPO/runs/ml-h10" "$WORK/data-$name"  # one data folder a run: each writes its token cache there
+        cp -r "$data" "$WORK/data-$name"  # one data folder a run: each writes its token cache there
         # shellcheck disable=SC2086
         ( $PY -m llmrec train --recipe gpu --data "$WORK/data-$name" --out "$WORK/$name" --cf none \
-              --set learning_rate="$lr" --set max_minutes="${MINUTES:-5}" --keep-checkpoints --no-progress ${EXTRA:-} \
+              --set learning_rate="$lr" ${init:+--set init_adapter="$init"} --set max_minutes="${MINUTES:-5}" \
+              --keep-checkpoints --no-progress ${EXTRA:-} \
               > "$WORK/$name.log" 2>&1; echo "exit $?" >> "$WORK/$name.log" ) &
     done
     wait
