@@ -1,10 +1,14 @@
-"""Paired bootstrap of the yes/no AUC difference between two evaluations of the same samples.
+"""Paired bootstrap of the yes/no AUC difference between two evaluations of the same samples
+(or, with ``--task next_item``, of the NDCG@k and HR@k difference over the same users).
 
     python eval/compare_auc.py RUN_A/predictions.jsonl RUN_B/predictions.jsonl [--system llmrec] [--system-b NAME]
+    python eval/compare_auc.py A B --task next_item --system-b popularity [--k 10]
 
-Each file is an `llmrec evaluate` predictions.jsonl; the yes/no rows of `--system` in A and of
-`--system-b` (default: the same) in B are matched on (user, item); A and B may be one file. Users are resampled with replacement (2,000 times, seed 0); prints the
-AUC of A minus B's with its 95% interval, as JSON.
+Each file is an `llmrec evaluate` predictions.jsonl; the rows of `--system` in A and of
+`--system-b` (default: the same) in B are matched on (user, item) for yes/no and on the user for
+next item; A and B may be one file. Users are resampled with replacement (2,000 times, seed 0);
+prints A's metric minus B's with its 95% interval, as JSON. For two runs that `llmrec
+evaluate-merge` will not join (they name different models).
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import argparse
 import json
 from pathlib import Path
 
-from llmrec.evaluation.report import paired_bootstrap_auc
+from llmrec.evaluation.report import paired_bootstrap, paired_bootstrap_auc
 
 
-def rows(path: Path, system: str, name: str) -> list[dict]:
+def rows(path: Path, system: str, name: str, task: str = "yes_no") -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        if r["system"] == system and r["task"] == "yes_no":
+        if r["system"] == system and r["task"] == task:
             out.append({**r, "system": name})
     return out
 
@@ -31,9 +35,14 @@ def main() -> None:
     parser.add_argument("b", type=Path)
     parser.add_argument("--system", default="llmrec", help="the system whose rows are compared (default: llmrec)")
     parser.add_argument("--system-b", help="B's system, when it is another (default: --system)")
+    parser.add_argument("--task", choices=("yes_no", "next_item"), default="yes_no", help="what is compared")
+    parser.add_argument("--k", type=int, default=10, help="next_item: the cutoff of NDCG and HR (default: 10)")
     args = parser.parse_args()
-    records = rows(args.a, args.system, "a") + rows(args.b, args.system_b or args.system, "b")
-    print(json.dumps(paired_bootstrap_auc(records, "a", "b")))
+    records = rows(args.a, args.system, "a", args.task) + rows(args.b, args.system_b or args.system, "b", args.task)
+    if args.task == "yes_no":
+        print(json.dumps(paired_bootstrap_auc(records, "a", "b")))
+    else:
+        print(json.dumps(paired_bootstrap(records, "a", "b", k=args.k)))
 
 
 if __name__ == "__main__":
