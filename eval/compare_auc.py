@@ -30,7 +30,7 @@ def rows(path: Path, system: str, name: str, task: str = "yes_no") -> list[dict]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     parser.add_argument("--system", default="llmrec", help="the system whose rows are compared (default: llmrec)")
@@ -40,9 +40,12 @@ def main() -> None:
     args = parser.parse_args()
     records = rows(args.a, args.system, "a", args.task) + rows(args.b, args.system_b or args.system, "b", args.task)
     if args.task == "yes_no":
-        print(json.dumps(paired_bootstrap_auc(records, "a", "b")))
+        result = paired_bootstrap_auc(records, "a", "b")
     else:
-        print(json.dumps(paired_bootstrap(records, "a", "b", k=args.k)))
+        result = paired_bootstrap(records, "a", "b", k=args.k)
+    if result is None:
+        raise SystemExit(f"{args.a}, {args.b}: no {args.task} rows of the same users to compare")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@
 #   tail -c +$(((84<<20)+1)) G > .gguf3/part-c
 # Step 3 trains one process per NAME=LEARNING_RATE side by side on the GPU, each stopped after
 # MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar. NAME=LEARNING_RATE@INIT
-# starts that run from an adapter's LoRA (the recipe's init_adapter, e.g. @shipped). DATA is the
+# starts that run from an adapter's LoRA (the recipe's init_adapter: @shipped, or a folder relative to
+# the repository root). DATA is the
 # prepared folder the runs train on, relative to the repository root (default runs/ml-h10), or a
 # .tar.xz of one folder (carried smaller; it is unpacked on the machine).
 # Locally (no GPU) the same steps run with PY=.venv/bin/python SITE=/tmp/gpu-site and
@@ -93,12 +94,17 @@ train)
     if [[ $data == *.tar.xz ]]; then
         rm -rf "$WORK/unpacked" && mkdir -p "$WORK/unpacked"
         $PY -m tarfile -e "$data" "$WORK/unpacked"
-        data=$(echo "$WORK"/unpacked/*)
+        shopt -s nullglob; unpacked=("$WORK"/unpacked/*); shopt -u nullglob
+        if [ ${#unpacked[@]} -ne 1 ] || [ ! -d "${unpacked[0]}" ]; then
+            echo "$DATA: the archive must hold one prepared folder" >&2; exit 2
+        fi
+        data=${unpacked[0]}
     fi
     names=()
     for spec in "$@"; do
         name=${spec%%=*}; lr=${spec#*=}; init=
         if [[ $lr == *@* ]]; then init=${lr#*@}; lr=${lr%%@*}; fi
+        if [ -n "$init" ] && [ "$init" != shipped ] && [[ $init != /* ]]; then init=$REPO/$init; fi  # runs cd to $WORK
         names+=("$name")
         rm -rf "$WORK/$name" "$WORK/$name.checkpoints" "$WORK/data-$name"
         cp -r "$data" "$WORK/data-$name"  # one data folder a run: each writes its token cache there
