@@ -24,10 +24,10 @@
 #   tail -c +$(((74<<20)+1)) G > .gguf3/part-c
 # Step 3 trains one process per NAME=LEARNING_RATE side by side on the GPU, each stopped after
 # MINUTES of steps (the recipe's max_minutes), and writes $OUT/NAME.tar. NAME=LEARNING_RATE@INIT
-# starts that run from an adapter's LoRA (the recipe's init_adapter: @shipped, or a folder relative to
-# the repository root). DATA is the
-# prepared folder the runs train on, relative to the repository root (default runs/ml-h10), or a
-# .tar.xz of one folder (carried smaller; it is unpacked on the machine).
+# starts that run from an adapter's LoRA (the recipe's init_adapter: @shipped, or a folder
+# relative to the repository root). DATA is the prepared folder the runs train on, relative to
+# the repository root (default runs/ml-h10), or a .tar.xz of one such folder (carried smaller;
+# it is unpacked on the machine).
 # Locally (no GPU) the same steps run with PY=.venv/bin/python SITE=/tmp/gpu-site and
 # EXTRA="--set max_steps=2 --set batch_size=2": a check of the script, not a measurement.
 set -euo pipefail
