@@ -1,12 +1,14 @@
 """Paired bootstrap of the yes/no AUC difference between two evaluations of the same samples
-(or, with ``--task next_item``, of the NDCG@k and HR@k difference over the same users).
+(or, with ``--task next_item``, of the NDCG@k and HR@k difference over the same users; with
+``--task rank``, the same over the target's rank among the rank task's candidates).
 
     python eval/compare_auc.py RUN_A/predictions.jsonl RUN_B/predictions.jsonl [--system llmrec] [--system-b NAME]
     python eval/compare_auc.py A B --task next_item --system-b popularity [--k 10]
+    python eval/compare_auc.py A B --task rank --k 1        # HR@1 among the candidates
 
 Each file is an `llmrec evaluate` predictions.jsonl; the rows of `--system` in A and of
 `--system-b` (default: the same) in B are matched on (user, item) for yes/no and on the user for
-next item; A and B may be one file. Users are resampled with replacement (2,000 times, seed 0);
+next item and rank; A and B may be one file. Users are resampled with replacement (2,000 times, seed 0);
 prints A's metric minus B's with its 95% interval, as JSON. For two runs that `llmrec
 evaluate-merge` will not join (they name different models).
 """
@@ -25,7 +27,8 @@ def rows(path: Path, system: str, name: str, task: str = "yes_no") -> list[dict]
     for line in path.read_text().splitlines():
         r = json.loads(line)
         if r["system"] == system and r["task"] == task:
-            out.append({**r, "system": name})
+            # a rank row's rank is the target's among its candidates: scored as a next-item list
+            out.append({**r, "system": name, "task": "next_item" if task == "rank" else task})
     return out
 
 
@@ -35,8 +38,8 @@ def main() -> None:
     parser.add_argument("b", type=Path)
     parser.add_argument("--system", default="llmrec", help="the system whose rows are compared (default: llmrec)")
     parser.add_argument("--system-b", help="B's system, when it is another (default: --system)")
-    parser.add_argument("--task", choices=("yes_no", "next_item"), default="yes_no", help="what is compared")
-    parser.add_argument("--k", type=int, default=10, help="next_item: the cutoff of NDCG and HR (default: 10)")
+    parser.add_argument("--task", choices=("yes_no", "next_item", "rank"), default="yes_no", help="what is compared")
+    parser.add_argument("--k", type=int, default=10, help="next_item, rank: the cutoff of NDCG and HR (default: 10)")
     args = parser.parse_args()
     records = rows(args.a, args.system, "a", args.task) + rows(args.b, args.system_b or args.system, "b", args.task)
     if args.task == "yes_no":
