@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmrec.files import atomic_write_text
+
 
 def score(model: str, data: str, candidates: int, cache: Path) -> tuple[list, dict]:
     """Per valid user (catalogue positions): the guide's top ``candidates``, their LLM score of
@@ -50,7 +52,7 @@ def score(model: str, data: str, candidates: int, cache: Path) -> tuple[list, di
         llm = np.asarray(rec.llm_item_scores(rec._prompt("next_item", history, {}), cands, kind))
         scored.append((cands, llm, cf[cands], target))
     users = [{"cands": [int(i) for i in c], "llm": l.tolist(), "cf": f.tolist(), "target": int(t)} for c, l, f, t in scored]
-    cache.write_text(json.dumps({"model": model, "candidates": candidates, "llm_score": kind, "popularity": beta,
+    atomic_write_text(cache, json.dumps({"model": model, "candidates": candidates, "llm_score": kind, "popularity": beta,
                                  "seconds_per_user": round((time.perf_counter() - began) / max(1, len(scored)), 3),
                                  "users": users}))  # fmt: skip
     return scored, fusion
@@ -77,7 +79,7 @@ def yes_no_records(model: str, data: str, name: str, cache: Path) -> tuple[list[
         p_llm = np.asarray(saved["p_llm"])
     else:
         p_llm = np.asarray(rec.p_yes([r["prompt"] for r in rows]))
-        cache.write_text(json.dumps({"model": model, "keys": keys, "p_llm": p_llm.tolist()}))
+        atomic_write_text(cache, json.dumps({"model": model, "keys": keys, "p_llm": p_llm.tolist()}))
     labels = np.asarray([int(r["label"]) for r in rows])
     users = [u for u, _ in keys]
     x = yes_no_features(rec.guide, p_llm, [pairs[u][0] for u in users], [rec.position[i] for _, i in keys],
@@ -137,8 +139,6 @@ def main() -> None:
 
 
 def _save(path: Path, report: dict) -> None:
-    from llmrec.files import atomic_write_text
-
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
 
