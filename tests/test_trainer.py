@@ -76,6 +76,34 @@ def test_compact_head_gives_trls_loss_and_gradients(prepared_small, toy_model, t
         logged["mean_token_accuracy"][1])
 
 
+def test_compact_head_under_bf16_autocast_matches_trls_to_bf16_rounding(prepared_small, toy_model, tokenizer, tmp_path):
+    """Under bf16 autocast (what `auto` trains in on a CPU with AVX-512 BF16 or AMX) the compact
+    head gives TRL's loss, and TRL's gradients to bf16's rounding."""
+    from trl import SFTTrainer
+
+    trainer = build(toy_model, tokenizer, rows_of(prepared_small), tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model
+    model.train()
+    results = []
+    for compute_loss in (trainer.compute_loss, lambda *a: SFTTrainer.compute_loss(trainer, *a)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = compute_loss(model, dict(batch))
+        loss.backward()
+        results.append((loss.detach(), grads(model)))
+        model.zero_grad()
+    (ours, ours_grads), (theirs, their_grads) = results
+    with torch.no_grad():
+        fp32 = trainer.compute_loss(model, dict(batch))
+    assert ours.dtype == theirs.dtype == torch.float32
+    assert torch.allclose(ours, theirs, rtol=1e-4), (ours.item(), theirs.item())
+    assert ours.item() != fp32.item()  # autocast reached the model's products
+    assert torch.allclose(ours, fp32, rtol=5e-2), (ours.item(), fp32.item())
+    assert ours_grads.keys() == their_grads.keys() and ours_grads
+    for name, g in their_grads.items():  # bf16 keeps ~3 significant digits
+        assert (ours_grads[name] - g).abs().max() <= 0.02 * g.abs().max(), name
+
+
 def test_pretokenized_rows_are_trls_own_tokenization(prepared_small, toy_model, tokenizer, tmp_path):
     rows = rows_of(prepared_small, 24)
     key = cache_key(tokenizer, "data-sha", {"next_item": 1.0}, 0, 24)
